@@ -1,0 +1,172 @@
+"""Checkpoints: atomic save, safe load (weights only), and the metadata that travels with them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import platform
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .models import MODELS, build_model
+
+log = logging.getLogger(__name__)
+
+FORMAT = "mnist-demo/1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_DIR = REPO_ROOT / "checkpoints"
+SHIPPED = {name: SHIPPED_DIR / f"{name}.pt" for name in MODELS}
+MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024  # our models are < 2 MB; anything huge is not ours
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable, unsafe, or not for a model we know."""
+
+
+@dataclass
+class Checkpoint:
+    """A model's weights plus what produced them."""
+
+    model_name: str
+    state_dict: dict[str, torch.Tensor]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> nn.Module:
+        """A fresh model of the right architecture with these weights, in eval mode, on CPU."""
+        model = build_model(self.model_name)
+        try:
+            model.load_state_dict(self.state_dict, strict=True)
+        except RuntimeError as err:
+            first = str(err).splitlines()[0]
+            raise CheckpointError(
+                f"weights do not fit the {self.model_name!r} architecture ({first})"
+            ) from None
+        return model.eval()
+
+
+def versions() -> dict[str, str]:
+    import numpy
+
+    # str(): torch.__version__ is a TorchVersion object, which weights_only loading refuses.
+    return {
+        "torch": str(torch.__version__),
+        "numpy": str(numpy.__version__),
+        "python": platform.python_version(),
+    }
+
+
+def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached, contiguous CPU copy of a model's weights (safe to keep while it trains)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def save(
+    path: Path | str, model_name: str, state_dict: dict[str, torch.Tensor], **metadata: Any
+) -> Path:
+    """Write atomically: a temp file in the same folder, fsync, then rename over `path`.
+
+    A crash at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "model": model_name,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
+        "metadata": {
+            "versions": versions(),
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **metadata,
+        },
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    log.info("saved checkpoint %s", path)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load(path: Path | str) -> Checkpoint:
+    """Load a checkpoint with `weights_only=True`; any problem is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    size = path.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{path}: {size / 1e6:.0f} MB is too large for an MNIST checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # weights_only refuses any object that is not tensors and plain containers,
+        # which is exactly what a pickle carrying code would need.
+        lines = str(err).splitlines()
+        reason = next((ln.strip() for ln in lines if "Unpickler error" in ln), lines[0])[:200]
+        raise CheckpointError(f"{path}: refused, not plain weights ({reason})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: corrupt or not a checkpoint ({reason})") from None
+    return _from_payload(payload, path)
+
+
+def _from_payload(payload: Any, path: Path) -> Checkpoint:
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: not an mnist-demo checkpoint")
+    if payload.get("format") == FORMAT:
+        name, state = payload.get("model"), payload.get("state_dict")
+        metadata = payload.get("metadata") or {}
+    elif payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        # A bare state_dict (e.g. torch.save(model.state_dict())): guess the architecture.
+        name, state, metadata = _guess_model(payload), payload, {}
+    else:
+        raise CheckpointError(f"{path}: not an mnist-demo checkpoint (no format marker)")
+    if name not in MODELS:
+        raise CheckpointError(f"{path}: unknown model {name!r}; known: {', '.join(MODELS)}")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: state_dict is missing or not tensors")
+    checkpoint = Checkpoint(name, state, dict(metadata))
+    checkpoint.build()  # fail now, with a clear message, if the weights do not fit
+    return checkpoint
+
+
+def _guess_model(state: dict[str, torch.Tensor]) -> str | None:
+    for name in MODELS:
+        expected = build_model(name).state_dict()
+        if expected.keys() == state.keys() and all(
+            expected[k].shape == state[k].shape for k in expected
+        ):
+            return name
+    return None
+
+
+def shipped(model_name: str = "tutorial") -> Path:
+    """Path of the checkpoint committed with the repository for `model_name`."""
+    return SHIPPED[model_name]

@@ -1,0 +1,137 @@
+"""MNIST as uint8 tensors: IDX parsing, the bundled copy, and normalisation.
+
+The whole data set is 47 MB as uint8, so it is loaded once and kept on the training device;
+batches are gathered there by index, with no DataLoader and no PIL in the loop.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled" / "mnist"
+
+# The tutorial's transforms.Normalize((0.5,), (0.5,)) applied to ToTensor()'s [0, 1] pixels.
+MEAN, STD = 0.5, 0.5
+
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
+}
+IMAGE_SIDE = 28
+NUM_CLASSES = 10
+
+_IDX_DTYPES = {0x08: np.uint8}  # MNIST only uses unsigned bytes; others are refused clearly
+
+
+class DataError(ValueError):
+    """A data file is missing, corrupt or not what MNIST should be."""
+
+
+def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse an IDX file's bytes into a uint8 array, validating header, dimensions and size."""
+    if len(raw) < 4:
+        raise DataError(f"{name}: too short to be an IDX file ({len(raw)} bytes)")
+    zero1, zero2, dtype_code, ndim = raw[0], raw[1], raw[2], raw[3]
+    if zero1 != 0 or zero2 != 0 or dtype_code not in _IDX_DTYPES or not 1 <= ndim <= 3:
+        raise DataError(f"{name}: bad IDX magic number 0x{raw[:4].hex()}")
+    header_len = 4 + 4 * ndim
+    if len(raw) < header_len:
+        raise DataError(f"{name}: truncated IDX header")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims, dtype=np.int64))
+    body = len(raw) - header_len
+    if body != expected:
+        raise DataError(
+            f"{name}: IDX header promises {expected} bytes for shape {dims}, file has {body}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims)
+
+
+def _find_file(directory: Path, stem: str) -> Path:
+    """Locate `stem` or `stem.gz` in `directory` or torchvision's `MNIST/raw/` below it."""
+    for folder in (directory, directory / "MNIST" / "raw", directory / "raw"):
+        for candidate in (folder / stem, folder / f"{stem}.gz"):
+            if candidate.is_file():
+                return candidate
+    raise DataError(f"{stem}(.gz) not found in {directory} (nor in its MNIST/raw/ folder)")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot read ({err})") from err
+
+
+def _read_checksums(directory: Path) -> dict[str, str]:
+    sums = directory / "SHA256SUMS"
+    if not sums.is_file():
+        return {}
+    pairs = [line.split() for line in sums.read_text().splitlines() if line.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise DataError(f"{sums}: not a list of '<sha256>  <file name>' lines")
+    return {name.lstrip("*"): digest for digest, name in pairs}
+
+
+def _verify(path: Path, checksums: dict[str, str]) -> None:
+    expected = checksums.get(path.name)
+    if expected is None:
+        return
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != expected:
+        raise DataError(f"{path}: SHA-256 mismatch (expected {expected[:12]}…, got {actual[:12]}…)")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of MNIST: images (N, 28, 28) uint8 and labels (N,) int64, on one device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+def load_split(split: str, data_dir: Path | str | None = None) -> Split:
+    """Load `train` or `test` from `data_dir` (default: the bundled, checksum-verified copy)."""
+    if split not in FILES:
+        raise ValueError(f"unknown split {split!r}; expected one of {sorted(FILES)}")
+    directory = Path(data_dir) if data_dir is not None else BUNDLED_DIR
+    if not directory.is_dir():
+        raise DataError(f"data directory {directory} does not exist")
+    image_stem, label_stem, count = FILES[split]
+    image_path, label_path = _find_file(directory, image_stem), _find_file(directory, label_stem)
+    checksums = _read_checksums(image_path.parent)
+    for path in (image_path, label_path):
+        _verify(path, checksums)
+    images = parse_idx(_read_bytes(image_path), str(image_path))
+    labels = parse_idx(_read_bytes(label_path), str(label_path))
+    if images.shape != (count, IMAGE_SIDE, IMAGE_SIDE):
+        raise DataError(f"{image_path}: shape {images.shape}, expected ({count}, 28, 28)")
+    if labels.shape != (count,):
+        raise DataError(f"{label_path}: shape {labels.shape}, expected ({count},)")
+    if labels.max() >= NUM_CLASSES:
+        raise DataError(f"{label_path}: label {int(labels.max())} is not a digit")
+    log.debug("loaded %s split from %s", split, directory)
+    return Split(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
+
+
+def normalize(images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [-1, 1], the tutorial's Normalize(0.5, 0.5)."""
+    x = images_u8.unsqueeze(1).float()
+    return x.mul_(1.0 / (255.0 * STD)).sub_(MEAN / STD)

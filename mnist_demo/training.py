@@ -1,0 +1,491 @@
+"""TrainConfig and the one training loop used by the CLI, the app and the benchmarks.
+
+The loop keeps MNIST on the device as uint8, shuffles there each epoch, accumulates loss and
+accuracy on the device and reads them only every `log_every` steps (no per-step host sync).
+On CUDA the whole step (gather, forward, backward, Adam) is one CUDA graph, with an eager
+fallback; on CPU it runs eagerly in channels_last with a deliberate thread count.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import IMAGE_SIDE, Split, load_split, normalize
+from .models import MODELS, build_model
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+
+# Sanity limits: beyond these a value is a typo or abuse, not a setting.
+MAX_EPOCHS = 200
+MAX_LR = 10.0
+SCHEDULES = ("onecycle", "constant")
+
+
+class ConfigError(ValueError):
+    """A training setting is out of range; the message says which and why."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; saved with `asdict` in every checkpoint."""
+
+    model: str = "tutorial"  # a name from models.MODELS
+    epochs: int = 2  # full passes over the 60,000 training images
+    batch_size: int = 256  # images per optimiser step
+    lr: float = 1e-2  # Adam learning rate (the peak of the one-cycle schedule)
+    schedule: str = "onecycle"  # "onecycle" (warm up, then cosine to ~0) or "constant"
+    beta1: float = 0.7  # Adam's first-moment decay (short memory suits a 2-epoch sprint)
+    beta2: float = 0.9  # Adam's second-moment decay
+    augment: int = 0  # random shift of up to this many pixels per image (0 = off)
+    seed: int = 0  # seeds weights, shuffling, augmentation and dropout
+    device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
+    threads: int = 0  # CPU threads for torch (0 = one per core)
+    log_every: int = 25  # steps between metric records, the only host syncs in an epoch
+    max_steps: int = 0  # stop after this many steps in total (0 = no limit; for tests)
+    cuda_graph: bool = True  # capture the whole step in a CUDA graph when on CUDA
+    data_dir: str | None = None  # MNIST files elsewhere (default: the bundled copy)
+
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError naming the first bad field; return self for chaining."""
+        checks = [
+            (self.model in MODELS, f"unknown model {self.model!r}; choose {', '.join(MODELS)}"),
+            (
+                _is_int(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS,
+                f"epochs must be an integer from 1 to {MAX_EPOCHS}, got {self.epochs!r}",
+            ),
+            (
+                _is_int(self.batch_size) and 1 <= self.batch_size <= 60_000,
+                f"batch size must be an integer from 1 to 60000, got {self.batch_size!r}",
+            ),
+            (
+                _finite(self.lr) and 0 < self.lr <= MAX_LR,
+                f"learning rate must be a number in (0, {MAX_LR}], got {self.lr!r}",
+            ),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (_finite(self.beta1) and 0 <= self.beta1 < 1, "beta1 must be in [0, 1)"),
+            (_finite(self.beta2) and 0 <= self.beta2 < 1, "beta2 must be in [0, 1)"),
+            (_is_int(self.augment) and 0 <= self.augment <= 4, "augment must be 0 to 4 pixels"),
+            (_is_int(self.seed) and 0 <= self.seed < 2**63, "seed must be a non-negative integer"),
+            (_is_int(self.threads) and 0 <= self.threads <= 256, "threads must be 0 to 256"),
+            (_is_int(self.log_every) and self.log_every >= 1, "log_every must be at least 1"),
+            (_is_int(self.max_steps) and self.max_steps >= 0, "max_steps must be 0 or more"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        resolve_device(self.device)
+        return self
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Named starting points. "fast" is the default: tuned for time to 99% on a 2-core CPU
+# (batch 256 amortises per-step overhead; one-cycle Adam with betas 0.7/0.9 reached 98.9%
+# after 1 epoch and 99.1% after 2 in our sweep, BENCHMARKS.md).
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {},
+    # The seed tutorial as written: Adam 1e-3, batch 64, 20 epochs, constant learning rate.
+    "tutorial": dict(
+        model="tutorial",
+        epochs=20,
+        batch_size=64,
+        lr=1e-3,
+        schedule="constant",
+        beta1=0.9,
+        beta2=0.999,
+    ),
+    # The stronger model with shifted copies of the digits; aims at 99.5%+.
+    "improved": dict(
+        model="improved", epochs=12, batch_size=128, lr=4e-3, augment=2, beta1=0.9, beta2=0.999
+    ),
+}
+
+
+def config_from_preset(preset: str = "fast", **overrides: Any) -> TrainConfig:
+    """TrainConfig from a named preset with explicit overrides on top (None = keep preset)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return TrainConfig(**values)
+    except TypeError as err:
+        raise ConfigError(str(err)) from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; an unavailable or unknown device is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device cuda was asked for, but no CUDA GPU is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"no such GPU {name!r} ({torch.cuda.device_count()} present)")
+    elif device.type != "cpu":
+        raise ConfigError(f"unsupported device {name!r}; use auto, cpu or cuda")
+    return device
+
+
+def available_devices() -> list[str]:
+    """Device names a user may pick here: auto, cpu, and each CUDA GPU present."""
+    return ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def device_label(device: torch.device) -> str:
+    """Human name of a device, e.g. 'cuda (NVIDIA H200)' or 'cpu (2 threads)'."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+class Control:
+    """Cooperative pause / resume / stop, checked by the loop between steps."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # wake a paused loop so it can see the stop
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_while_paused(self) -> float:
+        """Block while paused; return the seconds spent waiting (excluded from timings)."""
+        if self._running.is_set():
+            return 0.0
+        start = time.perf_counter()
+        self._running.wait()
+        return time.perf_counter() - start
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run leaves behind."""
+
+    model: nn.Module
+    config: TrainConfig
+    device: str
+    history: list[Record] = field(default_factory=list)
+    epochs_completed: int = 0
+    steps: int = 0
+    train_seconds: float = 0.0
+    test_accuracy: float | None = None  # percent, after the last completed epoch
+    stopped: bool = False
+
+
+@functools.lru_cache(maxsize=2)
+def load_mnist(data_dir: str | None = None) -> tuple[Split, Split]:
+    """Train and test splits on the CPU, parsed once per process and data directory."""
+    return load_split("train", data_dir), load_split("test", data_dir)
+
+
+def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Shift each uint8 (B, 28, 28) image by up to `max_shift` px in x and y, zero-filled."""
+    b, m = images.shape[0], max_shift
+    padded = F.pad(images, (m, m, m, m))
+    dy = torch.randint(0, 2 * m + 1, (b, 1, 1), device=images.device)
+    dx = torch.randint(0, 2 * m + 1, (b, 1, 1), device=images.device)
+    ar = torch.arange(IMAGE_SIDE, device=images.device)
+    rows, cols = ar.view(1, -1, 1) + dy, ar.view(1, 1, -1) + dx  # (B, 28, 1), (B, 1, 28)
+    return padded[torch.arange(b, device=images.device).view(-1, 1, 1), rows, cols]
+
+
+def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning rate for `step`: constant, or one-cycle (linear warm-up over 20%, cosine down)."""
+    if config.schedule == "constant":
+        return config.lr
+    warm = max(1, int(0.2 * total_steps))
+    if step < warm:
+        return config.lr * (0.1 + 0.9 * step / warm)
+    progress = (step - warm) / max(1, total_steps - warm)
+    return config.lr * (0.001 + 0.999 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: Split, batch_size: int = 2000) -> tuple[float, float]:
+    """Accuracy (percent) and mean cross-entropy of `model` on a whole split."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    memory_format = _memory_format(device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), device=device)
+    for start in range(0, len(split), batch_size):
+        x = normalize(split.images[start : start + batch_size].to(device))
+        y = split.labels[start : start + batch_size].to(device)
+        logits = model(_layout(x, memory_format))
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    return 100.0 * correct.item() / len(split), loss_sum.item() / len(split)
+
+
+def _memory_format(device: torch.device) -> torch.memory_format:
+    # channels_last lets oneDNN run the convolutions without layout conversions: measured
+    # faster on the CPU (BENCHMARKS.md); on CUDA the small convs gain nothing from it.
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
+def _layout(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """Give a (B, 1, 28, 28) batch unambiguous channels_last strides when asked.
+
+    With one channel, NCHW-contiguous strides also pass as channels_last, so oneDNN picks
+    NCHW and pays a 12.8 MB reorder per conv at batch 256. A permuted view says NHWC.
+    """
+    if memory_format is torch.channels_last:
+        return x.reshape(x.shape[0], IMAGE_SIDE, IMAGE_SIDE, 1).permute(0, 3, 1, 2)
+    return x
+
+
+class _Step:
+    """One optimiser step on a batch chosen by index; accumulates stats on the device."""
+
+    def __init__(self, model, optimizer, train: Split, config: TrainConfig, device):
+        self.model, self.optimizer, self.train, self.config = model, optimizer, train, config
+        self.memory_format = _memory_format(device)
+        # [sum of per-image loss, correct predictions]: read only at log points
+        self.stats = torch.zeros(2, device=device)
+
+    def __call__(self, idx: torch.Tensor) -> None:
+        images = self.train.images[idx]
+        if self.config.augment:
+            images = random_shift(images, self.config.augment)
+        x = _layout(normalize(images), self.memory_format)  # (B, 1, 28, 28)
+        y = self.train.labels[idx]
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.stats[0] += loss.detach() * y.numel()
+            self.stats[1] += (logits.argmax(1) == y).sum()
+
+
+class _GraphedStep:
+    """The same step captured once as a CUDA graph and replayed: one launch per step."""
+
+    def __init__(self, step: _Step, batch_size: int, device: torch.device):
+        self.step = step
+        self.idx = torch.zeros(batch_size, dtype=torch.long, device=device)
+        model, optimizer = step.model, step.optimizer
+        # Warm-up runs (needed before capture) must not train: restore the state after them.
+        saved_model = copy.deepcopy(model.state_dict())
+        rng = torch.cuda.get_rng_state(device)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                step(self.idx)
+        torch.cuda.current_stream(device).wait_stream(side)
+        model.load_state_dict(saved_model)
+        # Adam with zero moments and step 0 is a fresh Adam; zeroing in place keeps the
+        # state tensors the graph will read, so their initialisation is not captured.
+        for state in optimizer.state.values():
+            for value in state.values():
+                if isinstance(value, torch.Tensor):
+                    value.zero_()
+        torch.cuda.set_rng_state(rng, device)
+        step.stats.zero_()
+        optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            step(self.idx)
+
+    def __call__(self, idx: torch.Tensor) -> None:
+        self.idx.copy_(idx)
+        self.graph.replay()
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+def _build_step(model, train, config, device, batch_size) -> tuple[Callable, str]:
+    """The fastest step this device allows: graphed on CUDA, eager otherwise or on failure."""
+    graphed = device.type == "cuda" and config.cuda_graph
+    betas = (config.beta1, config.beta2)
+    if graphed:
+        # A graphed Adam reads the learning rate from device memory, so the schedule can
+        # change it between replays with a fill_ instead of a re-capture.
+        lr = torch.tensor(config.lr, device=device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, capturable=True)
+        try:
+            return _GraphedStep(
+                _Step(model, optimizer, train, config, device), batch_size, device
+            ), "cuda-graph"
+        except Exception as err:  # capture is an optimisation: never fail a run over it
+            log.warning("CUDA graph capture failed (%s); training eagerly", err)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=betas)
+    return _Step(model, optimizer, train, config, device), "eager"
+
+
+def train(
+    config: TrainConfig,
+    *,
+    model: nn.Module | None = None,
+    control: Control | None = None,
+    on_record: Callable[[Record, nn.Module], None] | None = None,
+) -> TrainResult:
+    """Train `config.model` (or `model`) and report progress through `on_record`.
+
+    `on_record(record, model)` runs in the training thread between steps, so it may copy the
+    weights safely. Records have `kind` "start", "step" (every `log_every` steps) or "epoch".
+    """
+    config.validate()
+    device = resolve_device(config.device)
+    control = control or Control()
+    if device.type == "cpu":
+        torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.manual_seed(config.seed)
+    model = model if model is not None else build_model(config.model)
+    model = model.to(device).to(memory_format=_memory_format(device)).train()
+    train_cpu, test_cpu = load_mnist(config.data_dir)
+    train_split, test_split = train_cpu.to(device), test_cpu.to(device)
+
+    n = len(train_split)
+    batch_size = min(config.batch_size, n)
+    steps_per_epoch = n // batch_size  # the last partial batch is dropped (shapes stay static)
+    total_steps = steps_per_epoch * config.epochs
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    step_fn, mode = _build_step(model, train_split, config, device, batch_size)
+    optimizer = (step_fn.step if isinstance(step_fn, _GraphedStep) else step_fn).optimizer
+    stats = (step_fn.step if isinstance(step_fn, _GraphedStep) else step_fn).stats
+
+    result = TrainResult(model=model, config=config, device=device_label(device))
+    emit = on_record or (lambda record, model: None)
+
+    def publish(record: Record) -> None:
+        result.history.append(record)
+        emit(record, model)
+
+    publish(
+        dict(
+            kind="start",
+            device=result.device,
+            mode=mode,
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            config=asdict(config),
+        )
+    )
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        if step >= total_steps or control.stopped:
+            break
+        perm = torch.randperm(n, device=device)
+        epoch_sums = [0.0, 0.0, 0.0]  # loss sum, correct, images
+        window_start = time.perf_counter()
+        window_images = 0
+        epoch_train_seconds = 0.0
+        for i in range(steps_per_epoch):
+            if step >= total_steps:
+                break
+            paused_for = control.wait_while_paused()
+            window_start += paused_for
+            if control.stopped:
+                break
+            _set_lr(optimizer, lr_at(config, step, total_steps))
+            step_fn(perm[i * batch_size : (i + 1) * batch_size])
+            step += 1
+            window_images += batch_size
+            if step % config.log_every == 0 or i == steps_per_epoch - 1 or step == total_steps:
+                loss_sum, correct = stats.tolist()  # the one host sync per window
+                stats.zero_()
+                seen = window_images
+                now = time.perf_counter()
+                window_seconds = now - window_start
+                epoch_train_seconds += window_seconds
+                result.train_seconds += window_seconds
+                epoch_sums = [
+                    a + b for a, b in zip(epoch_sums, (loss_sum, correct, seen), strict=True)
+                ]
+                publish(
+                    dict(
+                        kind="step",
+                        epoch=epoch,
+                        step=step,
+                        epoch_progress=(i + 1) / steps_per_epoch,
+                        loss=loss_sum / max(seen, 1),
+                        train_accuracy=100 * correct / max(seen, 1),
+                        lr=lr_at(config, step - 1, total_steps),
+                        samples_per_second=window_images / max(window_seconds, 1e-9),
+                        train_seconds=result.train_seconds,
+                    )
+                )
+                window_start, window_images = time.perf_counter(), 0
+        result.steps = step
+        if control.stopped or epoch_sums[2] == 0:
+            break
+        eval_start = time.perf_counter()
+        test_accuracy, test_loss = evaluate(model, test_split)
+        model.train()
+        result.epochs_completed = epoch
+        result.test_accuracy = test_accuracy
+        publish(
+            dict(
+                kind="epoch",
+                epoch=epoch,
+                step=step,
+                train_loss=epoch_sums[0] / epoch_sums[2],
+                train_accuracy=100 * epoch_sums[1] / epoch_sums[2],
+                test_accuracy=test_accuracy,
+                test_loss=test_loss,
+                epoch_seconds=epoch_train_seconds,
+                eval_seconds=time.perf_counter() - eval_start,
+                train_seconds=result.train_seconds,
+            )
+        )
+    result.stopped = control.stopped
+    model.eval()
+    return result
+
+
+def with_overrides(config: TrainConfig, **changes: Any) -> TrainConfig:
+    """A copy of `config` with some fields changed (validated)."""
+    return replace(config, **changes).validate()
