@@ -1,0 +1,322 @@
+"""Command line: `python -m mnist_demo train | evaluate | predict` (also `mnist-demo ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checkpoints
+from .data import DataError
+from .training import PRESETS, ConfigError, TrainConfig, config_from_preset
+
+EXIT_USAGE = 2
+
+
+class _Usage(Exception):
+    """A bad value from the user: one line on stderr, exit code 2."""
+
+
+# --- train ------------------------------------------------------------------------------------
+
+_HELP = {
+    "model": "model architecture",
+    "epochs": "passes over the 60,000 training images",
+    "batch_size": "images per optimiser step",
+    "lr": "Adam learning rate (peak of the one-cycle schedule)",
+    "schedule": "learning-rate schedule",
+    "beta1": "Adam beta1",
+    "beta2": "Adam beta2",
+    "augment": "random shift of up to N pixels (0 = off)",
+    "seed": "random seed (weights, shuffling, augmentation)",
+    "device": "auto, cpu, cuda or cuda:N",
+    "threads": "CPU threads (0 = one per core)",
+    "log_every": "steps between progress records",
+    "max_steps": "stop after this many steps (0 = no limit)",
+    "data_dir": "MNIST IDX files (.gz or raw, or torchvision's MNIST/raw/) instead of the bundled",
+}
+
+
+def _preset_defaults(name: str) -> str:
+    config = config_from_preset(name)
+    return ", ".join(
+        f"{f}={getattr(config, f)}"
+        for f in ("model", "epochs", "batch_size", "lr", "schedule", "augment")
+    )
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    epilog = "presets (flags override them):\n" + "\n".join(
+        f"  {name:9s} {_preset_defaults(name)}" for name in PRESETS
+    )
+    p = sub.add_parser(
+        "train",
+        help="train a model and save a checkpoint",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog,
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=list(PRESETS),
+        help="starting settings (default: fast; 'improved' when --model improved)",
+    )
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name == "cuda_graph":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = {int: int, float: float}.get(type(getattr(defaults, f.name)), str)
+        extra: dict[str, Any] = {}
+        if f.name == "schedule":
+            extra["choices"] = ["onecycle", "constant"]
+        p.add_argument(
+            flag,
+            type=kind,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{_HELP[f.name]} (fast preset: {getattr(defaults, f.name)})",
+            **extra,
+        )
+    p.add_argument("--no-cuda-graph", action="store_true", help="train eagerly on CUDA")
+    p.add_argument(
+        "--out", type=Path, default=None, help="checkpoint path (default: runs/<model>-<time>.pt)"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
+    p.set_defaults(func=_cmd_train)
+
+
+class ProgressBar:
+    """One line per epoch on stderr: a bar, loss, accuracy, speed and ETA."""
+
+    def __init__(self, epochs: int, stream=None, width: int = 24) -> None:
+        # sys.stderr is looked up per bar, not once at import, so redirections reach it.
+        self.epochs, self.stream, self.width = epochs, stream or sys.stderr, width
+        self.tty = self.stream.isatty()
+        self.total_steps = 0
+
+    def __call__(self, record: dict[str, Any], model: Any = None) -> None:
+        kind = record["kind"]
+        if kind == "start":
+            self.total_steps = record["total_steps"]
+            print(
+                f"training on {record['device']} ({record['mode']}), {record['total_steps']} steps",
+                file=self.stream,
+            )
+        elif kind == "step" and self.tty:
+            done = int(self.width * record["epoch_progress"])
+            speed = record["samples_per_second"]
+            eta = (self.total_steps - record["step"]) * record["train_seconds"] / record["step"]
+            bar = "#" * done + "." * (self.width - done)
+            self.stream.write(
+                f"\repoch {record['epoch']}/{self.epochs} [{bar}] loss {record['loss']:.4f} "
+                f"acc {record['train_accuracy']:5.2f}% {speed:,.0f} img/s ETA {eta:4.0f}s "
+            )
+            self.stream.flush()
+        elif kind == "epoch":
+            self.stream.write(
+                ("\r" if self.tty else "")
+                + f"epoch {record['epoch']}/{self.epochs}  loss {record['train_loss']:.4f}  "
+                f"train {record['train_accuracy']:.2f}%  test {record['test_accuracy']:.2f}%  "
+                f"({record['epoch_seconds']:.1f}s train + {record['eval_seconds']:.1f}s eval)"
+                + " " * 12
+                + "\n"
+            )
+            self.stream.flush()
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    overrides = {
+        f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "cuda_graph"
+    }
+    if args.no_cuda_graph:
+        overrides["cuda_graph"] = False
+    preset = args.preset or ("improved" if args.model == "improved" else "fast")
+    config = config_from_preset(preset, **overrides).validate()
+    out = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
+    if out.exists() and out.is_dir():
+        raise _Usage(f"--out {out} is a directory")
+    result = train(config, on_record=ProgressBar(config.epochs))
+    epochs = [r for r in result.history if r["kind"] == "epoch"]
+    saved = checkpoints.save(
+        out,
+        config.model,
+        result.model.state_dict(),
+        config=asdict(config),
+        epoch=result.epochs_completed,
+        test_accuracy=result.test_accuracy,
+        device=result.device,
+        train_seconds=round(result.train_seconds, 3),
+        history=epochs,
+    )
+    summary = {
+        "test_accuracy": result.test_accuracy,
+        "train_seconds": round(result.train_seconds, 3),
+        "epochs": result.epochs_completed,
+        "steps": result.steps,
+        "device": result.device,
+        "model": config.model,
+        "checkpoint": str(saved),
+        "epoch_test_accuracy": [r["test_accuracy"] for r in epochs],
+        "epoch_seconds": [round(r["epoch_seconds"], 3) for r in epochs],
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"test accuracy {result.test_accuracy:.2f}% after {result.epochs_completed} epochs, "
+            f"{result.train_seconds:.1f}s of training; saved {saved}"
+        )
+    return 0
+
+
+# --- evaluate ---------------------------------------------------------------------------------
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="test accuracy of a checkpoint on the 10,000 test images")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint to evaluate (default: the shipped tutorial one)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--data-dir", default=None, help="MNIST files instead of the bundled copy")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import load_split
+    from .training import evaluate, resolve_device
+
+    path = args.checkpoint or checkpoints.shipped("tutorial")
+    device = resolve_device(args.device)
+    checkpoint = checkpoints.load(path)
+    model = checkpoint.build().to(device)
+    start = time.perf_counter()
+    accuracy, loss = evaluate(model, load_split("test", args.data_dir).to(device))
+    result = {
+        "accuracy": accuracy,
+        "n": 10_000,
+        "loss": round(loss, 5),
+        "model": checkpoint.model_name,
+        "checkpoint": str(path),
+        "device": str(device),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{path}: {accuracy:.2f}% of 10,000 test images ({checkpoint.model_name} model)")
+    return 0
+
+
+# --- predict ----------------------------------------------------------------------------------
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="read the digit in image files")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint to use (default: the shipped tutorial one)",
+    )
+    p.add_argument("--batch-size", type=int, default=512, help="images per forward pass")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import Predictor
+    from .sketch import SketchError, to_mnist
+
+    if args.batch_size < 1:
+        raise _Usage("--batch-size must be at least 1")
+    path = args.checkpoint or checkpoints.shipped("tutorial")
+    predictor = Predictor.from_file(path)
+    failures = 0
+
+    def emit(file: Path, label: int | None, probs: np.ndarray | None, error: str | None) -> None:
+        if args.json:
+            row: dict[str, Any] = {
+                "path": str(file),
+                "label": label,
+                "probabilities": None if probs is None else [round(float(p), 6) for p in probs],
+            }
+            if error:
+                row["error"] = error
+            print(json.dumps(row))
+        elif error:
+            print(f"{file}: error: {error}")
+        elif label is None:
+            print(f"{file}: no digit")
+        else:
+            print(f"{file}: {label} ({100 * probs[label]:.1f}%)")
+
+    pending: list[tuple[Path, np.ndarray]] = []
+
+    def flush() -> None:
+        if pending:
+            probs, _ = predictor.predict_arrays(np.stack([img for _, img in pending]))
+            for (file, _), p in zip(pending, probs, strict=True):
+                emit(file, int(p.argmax()), p, None)
+            pending.clear()
+
+    for file in args.paths:
+        try:
+            image = to_mnist(file)
+        except SketchError as err:
+            flush()
+            failures += 1
+            emit(file, None, None, str(err))
+            continue
+        if image is None:
+            flush()
+            emit(file, None, None, None)
+            continue
+        pending.append((file, image))
+        if len(pending) >= args.batch_size:
+            flush()
+    flush()
+    return 1 if failures == len(args.paths) else 0
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mnist-demo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_predict(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (_Usage, ConfigError, DataError, checkpoints.CheckpointError) as err:
+        print(f"mnist-demo {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Predictor: weights + MNIST-style preprocessing -> class probabilities.
+
+Thread-safe, and its weights can be swapped while other threads predict: a swap builds a new
+model and replaces one reference, so a prediction in flight finishes on the weights it started
+with and every answer says which weights version produced it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import checkpoints
+from .data import MEAN, STD
+from .sketch import to_mnist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WeightsVersion:
+    """Which weights answered: a counter that grows with every swap, and a human label."""
+
+    number: int
+    label: str
+    model_name: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: int | None  # None when the image holds no digit
+    probabilities: np.ndarray | None  # (10,) float32, None when no digit
+    image: np.ndarray | None  # the (28, 28) float image the network saw, white ink on black
+    version: WeightsVersion
+
+
+class Predictor:
+    """Answers "which digit is this?" with whichever weights were published last."""
+
+    def __init__(self, checkpoint: checkpoints.Checkpoint, label: str, threads: int = 0) -> None:
+        # threads > 0 pins the calling thread's torch pool: one image needs no parallelism, and
+        # a server that trains at the same time must not oversubscribe its cores.
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._count = 0
+        self._model: torch.nn.Module
+        self._version: WeightsVersion
+        self.set_weights(checkpoint.model_name, checkpoint.state_dict, label)
+
+    @classmethod
+    def from_file(cls, path: Path | str, label: str | None = None, threads: int = 0) -> Predictor:
+        checkpoint = checkpoints.load(path)
+        return cls(checkpoint, label or f"checkpoint {Path(path).name}", threads)
+
+    @property
+    def version(self) -> WeightsVersion:
+        return self._version
+
+    def set_weights(
+        self, model_name: str, state_dict: dict[str, torch.Tensor], label: str
+    ) -> WeightsVersion:
+        """Publish new weights; predictions already running finish on the old ones."""
+        model = checkpoints.Checkpoint(model_name, state_dict).build()
+        with self._lock:
+            self._count += 1
+            self._model = model
+            self._version = WeightsVersion(self._count, label, model_name)
+            return self._version
+
+    def _current(self) -> tuple[torch.nn.Module, WeightsVersion]:
+        with self._lock:
+            return self._model, self._version
+
+    def predict_arrays(self, images: np.ndarray) -> tuple[np.ndarray, WeightsVersion]:
+        """(N, 28, 28) floats in [0, 1] (MNIST pixels / 255) -> (N, 10) probabilities."""
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise ValueError(f"expected (N, 28, 28) images, got shape {images.shape}")
+        model, version = self._current()
+        if self.threads:
+            torch.set_num_threads(self.threads)  # per calling thread (OpenMP)
+        x = (torch.from_numpy(images).unsqueeze(1) - MEAN) / STD  # (N, 1, 28, 28)
+        with torch.inference_mode():
+            probabilities = torch.softmax(model(x), dim=1)
+        return probabilities.numpy(), version
+
+    def predict(self, image: Any) -> Prediction:
+        """Any drawing or image (see sketch.to_mnist) -> Prediction; SketchError if unreadable."""
+        return self.predict_preprocessed(to_mnist(image))
+
+    def predict_preprocessed(self, image28: np.ndarray | None) -> Prediction:
+        if image28 is None:
+            return Prediction(None, None, None, self._current()[1])
+        probabilities, version = self.predict_arrays(image28[None])
+        p = probabilities[0]
+        return Prediction(int(p.argmax()), p, image28, version)
+
+
+def shipped_predictor(model_name: str = "tutorial", threads: int = 0) -> Predictor:
+    """A predictor on the checkpoint committed with the repository."""
+    return Predictor.from_file(
+        checkpoints.shipped(model_name), f"shipped {model_name} checkpoint", threads
+    )
