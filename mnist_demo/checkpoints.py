@@ -45,9 +45,11 @@ class Checkpoint:
         try:
             model.load_state_dict(self.state_dict, strict=True)
         except RuntimeError as err:
-            first = str(err).splitlines()[0]
+            # The first line only says "Error(s) in loading state_dict"; the next names the keys.
+            lines = str(err).strip().splitlines()
+            detail = lines[1 if len(lines) > 1 else 0].strip()[:200]
             raise CheckpointError(
-                f"weights do not fit the {self.model_name!r} architecture ({first})"
+                f"weights do not fit the {self.model_name!r} architecture ({detail})"
             ) from None
         return model.eval()
 
@@ -93,6 +95,7 @@ def save(
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -143,6 +146,8 @@ def _from_payload(payload: Any, path: Path) -> Checkpoint:
     if payload.get("format") == FORMAT:
         name, state = payload.get("model"), payload.get("state_dict")
         metadata = payload.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise CheckpointError(f"{path}: metadata is not a mapping")
     elif payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
         # A bare state_dict (e.g. torch.save(model.state_dict())): guess the architecture.
         name, state, metadata = _guess_model(payload), payload, {}

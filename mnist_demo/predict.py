@@ -18,7 +18,7 @@ import torch
 
 from . import checkpoints
 from .data import MEAN, STD
-from .sketch import to_mnist
+from .sketch import SketchInfo, analyse
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class Prediction:
     probabilities: np.ndarray | None  # (10,) float32, None when no digit
     image: np.ndarray | None  # the (28, 28) float image the network saw, white ink on black
     version: WeightsVersion
+    sketch: SketchInfo | None = None  # what preprocessing saw: why no digit, ink box, stroke
 
 
 class Predictor:
@@ -91,15 +92,18 @@ class Predictor:
         return probabilities.numpy(), version
 
     def predict(self, image: Any) -> Prediction:
-        """Any drawing or image (see sketch.to_mnist) -> Prediction; SketchError if unreadable."""
-        return self.predict_preprocessed(to_mnist(image))
+        """Any drawing or image (see sketch.analyse) -> Prediction; SketchError if unreadable."""
+        info = analyse(image)
+        return self.predict_preprocessed(info.digit, info)
 
-    def predict_preprocessed(self, image28: np.ndarray | None) -> Prediction:
+    def predict_preprocessed(
+        self, image28: np.ndarray | None, info: SketchInfo | None = None
+    ) -> Prediction:
         if image28 is None:
-            return Prediction(None, None, None, self._current()[1])
+            return Prediction(None, None, None, self._current()[1], info)
         probabilities, version = self.predict_arrays(image28[None])
         p = probabilities[0]
-        return Prediction(int(p.argmax()), p, image28, version)
+        return Prediction(int(p.argmax()), p, image28, version, info)
 
 
 def shipped_predictor(model_name: str = "tutorial", threads: int = 0) -> Predictor:

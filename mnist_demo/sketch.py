@@ -8,6 +8,9 @@ no torch and no state, so it is cheap to call on every stroke and easy to test.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import logging
 import math
 import os
@@ -80,11 +83,27 @@ def _pil_to_array(im: Image.Image, name: str = "image") -> np.ndarray:
         raise SketchError(f"cannot read {name} (mode {mode}): {err}") from err
 
 
-def _open_file(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read the first frame of an image file, checking its size before decoding any pixels."""
-    name = os.fspath(path)
+MAX_DATA_URL = 8 * 1024 * 1024  # characters: a drawing is ~10 KB; anything near this is abuse
+
+
+def decode_data_url(url: str) -> bytes:
+    """The bytes of a `data:image/...;base64,` URL, as a browser canvas sends a drawing."""
+    if len(url) > MAX_DATA_URL:
+        raise SketchError(f"drawing too large: {len(url)} characters")
+    head, sep, body = url.partition(",")
+    if not sep or not head.startswith("data:image/") or not head.endswith(";base64"):
+        raise SketchError("not an image data URL")
     try:
-        with Image.open(name) as im:  # lazy: only the header has been read here
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise SketchError("image data URL is not valid base64") from err
+
+
+def _open_file(path: str | os.PathLike[str] | io.BytesIO, name: str | None = None) -> np.ndarray:
+    """Read the first frame of an image file, checking its size before decoding any pixels."""
+    name = name or os.fspath(path)
+    try:
+        with Image.open(path) as im:  # lazy: only the header has been read here
             _check_size(*im.size, name=name)
             im.seek(0)
             im.load()
@@ -105,6 +124,8 @@ def _as_array(obj: Any) -> tuple[np.ndarray, float]:
     """Any image-like -> (H, W, C) array and the value that means full intensity."""
     if isinstance(obj, (str, os.PathLike)):
         arr = _open_file(obj)
+    elif isinstance(obj, bytes):
+        arr = _open_file(io.BytesIO(obj), name="image data")
     elif isinstance(obj, Image.Image):
         arr = _pil_to_array(obj)
     elif isinstance(obj, np.ndarray):
@@ -171,7 +192,9 @@ def _distance(arr: np.ndarray, full: float) -> np.ndarray:
     return out
 
 
-ImageInput: TypeAlias = "np.ndarray | Image.Image | str | os.PathLike[str] | dict[str, Any] | None"
+ImageInput: TypeAlias = (
+    "np.ndarray | Image.Image | str | os.PathLike[str] | bytes | dict[str, Any] | None"
+)
 
 
 def _evidence(image: ImageInput) -> np.ndarray | None:

@@ -1,0 +1,72 @@
+"""Seconds of training until the test accuracy first reaches a target, over several seeds.
+
+Training seconds exclude the per-epoch test pass (reported separately) and start-up.
+
+    python bench/time_to_accuracy.py --runs 3                       # default (fast) settings
+    python bench/time_to_accuracy.py --preset improved --target 99.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+
+from _env import print_header
+
+from mnist_demo.training import PRESETS, config_from_preset, resolve_device, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="fast", choices=list(PRESETS))
+    parser.add_argument("--target", type=float, default=99.0, help="test accuracy, percent")
+    parser.add_argument("--runs", type=int, default=3, help="seeds 0..runs-1")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-cuda-graph", action="store_true")
+    args = parser.parse_args()
+    device = str(resolve_device(args.device))
+    print_header(device)
+    rows = []
+    for seed in range(args.runs):
+        config = config_from_preset(
+            args.preset,
+            seed=seed,
+            epochs=args.epochs,
+            device=device,
+            cuda_graph=not args.no_cuda_graph,
+        )
+        result = train(config)
+        epochs = [r for r in result.history if r["kind"] == "epoch"]
+        hit = next((r for r in epochs if r["test_accuracy"] >= args.target), None)
+        rows.append(
+            dict(
+                seed=seed,
+                mode=result.history[0]["mode"],
+                reached=hit is not None,
+                seconds_to_target=hit["train_seconds"] if hit else None,
+                epochs_to_target=hit["epoch"] if hit else None,
+                accuracy=[r["test_accuracy"] for r in epochs],
+                epoch_seconds=[round(r["epoch_seconds"], 3) for r in epochs],
+                eval_seconds=[round(r["eval_seconds"], 3) for r in epochs],
+            )
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    times = [r["seconds_to_target"] for r in rows if r["reached"]]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"\npreset {args.preset}: {len(times)}/{len(rows)} runs reached {args.target}%"
+        + (
+            f"; seconds of training to get there: median {statistics.median(times):.2f}, "
+            f"min {min(times):.2f}, max {max(times):.2f}"
+            if times
+            else ""
+        )
+        + f"; peak RSS {peak_mb:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Metric records -> long-format frames for live plots, and the tutorial's twin-axis figure.
+
+Pure functions: no torch, no Gradio. Live charts are Gradio native plots fed with small frames
+(downsampled); the twin-axis figure needs matplotlib and is drawn once per epoch at most.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+Record = dict[str, Any]
+
+MAX_POINTS = 400  # per series: a smooth curve that still redraws in a few ms at 2 Hz
+LOSS_COLOR, ACC_COLOR = "#1f77b4", "#d62728"  # the tutorial figure's blue loss, red accuracy
+
+
+def downsample(rows: Sequence[Record], max_points: int = MAX_POINTS) -> list[Record]:
+    """Every k-th row (always keeping the last) so long runs stay cheap to draw."""
+    if len(rows) <= max_points:
+        return list(rows)
+    stride = -(-len(rows) // max_points)
+    picked = list(rows[::stride])
+    if picked[-1] is not rows[-1]:
+        picked.append(rows[-1])
+    return picked
+
+
+def _steps(records: Sequence[Record]) -> list[Record]:
+    return downsample([r for r in records if r["kind"] == "step"])
+
+
+def _epoch_position(record: Record) -> float:
+    return round(record["epoch"] - 1 + record["epoch_progress"], 3)
+
+
+def loss_frame(records: Sequence[Record]) -> pd.DataFrame:
+    """log10 of the training loss per logged step (the tutorial plots loss on a log axis)."""
+    rows = [
+        {"epoch": _epoch_position(r), "log10 loss": round(math.log10(max(r["loss"], 1e-6)), 3)}
+        for r in _steps(records)
+    ]
+    return pd.DataFrame(rows, columns=["epoch", "log10 loss"])
+
+
+def accuracy_frame(records: Sequence[Record]) -> pd.DataFrame:
+    """Train accuracy (running, per logged step) and test accuracy (per epoch), in percent."""
+    rows = [
+        {"epoch": _epoch_position(r), "accuracy": round(r["train_accuracy"], 2), "series": "train"}
+        for r in _steps(records)
+    ]
+    rows += [
+        {"epoch": float(r["epoch"]), "accuracy": r["test_accuracy"], "series": "test"}
+        for r in records
+        if r["kind"] == "epoch"
+    ]
+    return pd.DataFrame(rows, columns=["epoch", "accuracy", "series"])
+
+
+def speed_frame(records: Sequence[Record]) -> pd.DataFrame:
+    """Training throughput in images per second per logged step."""
+    rows = [
+        {"epoch": _epoch_position(r), "images/s": round(r["samples_per_second"])}
+        for r in _steps(records)
+    ]
+    return pd.DataFrame(rows, columns=["epoch", "images/s"])
+
+
+def probability_frame(probabilities: Sequence[float] | None) -> pd.DataFrame:
+    """Ten bars, one per digit."""
+    probs = list(probabilities) if probabilities is not None else [0.0] * 10
+    return pd.DataFrame(
+        {"digit": [str(d) for d in range(10)], "probability": [round(float(p), 4) for p in probs]}
+    )
+
+
+def tutorial_figure(records: Sequence[Record]):
+    """The tutorial's figure: mean train loss per epoch (log, left), accuracies (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server
+    from matplotlib.figure import Figure
+
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    x = [r["epoch"] for r in epochs]
+    fig = Figure(figsize=(5, 3.2), dpi=100, layout="constrained")
+    ax1 = fig.add_subplot()
+    ax1.plot(x, [r["train_loss"] for r in epochs], "-o", color=LOSS_COLOR, label="train loss")
+    ax1.set_xlabel("Epoch")
+    ax1.set_ylabel("Loss", color=LOSS_COLOR)
+    ax1.tick_params(axis="y", labelcolor=LOSS_COLOR)
+    ax1.set_yscale("log")
+    if len(x) > 1:
+        ax1.set_xlim(x[0], x[-1])
+    ax2 = ax1.twinx()
+    ax2.plot(
+        x, [r["train_accuracy"] for r in epochs], "-o", color=ACC_COLOR, label="train accuracy"
+    )
+    ax2.plot(x, [r["test_accuracy"] for r in epochs], "--o", color=ACC_COLOR, label="test accuracy")
+    ax2.set_ylabel("Accuracy (%)", color=ACC_COLOR)
+    ax2.tick_params(axis="y", labelcolor=ACC_COLOR)
+    fig.legend(loc="outside lower center", ncols=3, fontsize="small", frameon=False)
+    return fig

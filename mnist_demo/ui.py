@@ -1,0 +1,526 @@
+"""The Gradio app: a live training dashboard and a drawing tab over one shared job.
+
+No torch here: handlers call the job and the predictor, and turn their plain-data answers into
+components. `Dashboard` holds the handlers so tests can call them without a server; `build_app`
+only lays out components and wires events. Nothing mutable lives at module level.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from . import charts
+from .drawpad import drawpad
+from .job import ACTIVE, Snapshot, TrainingJob
+from .predict import Prediction, Predictor
+from .settings import AppSettings
+from .sketch import SketchError, decode_data_url
+from .training import ConfigError, available_devices, config_from_preset
+
+log = logging.getLogger(__name__)
+
+ACTIVE_TICK, IDLE_TICK = 0.4, 2.0  # seconds between dashboard polls: live vs. waiting
+DRAW_TICK = 1.0  # seconds between re-scoring the drawing with live weights
+PREVIEW_SCALE = 8  # the 28x28 input is shown at 224x224, nearest-neighbour
+CONTROL_FIELDS = ("model", "epochs", "batch_size", "lr", "schedule", "augment", "seed", "device")
+
+CSS = """
+#seen img { image-rendering: pixelated; }
+#status { font-variant-numeric: tabular-nums; }
+.compact-buttons button { min-width: 0; }
+"""
+THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="blue")
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def status_markdown(snap: Snapshot) -> str:
+    """One glanceable line of the job: state, progress, speed, time, device, best accuracy."""
+    parts = [f"**{snap.state.capitalize()}**"]
+    if snap.run_id:
+        parts.append(f"run {snap.run_id}")
+    step, config = snap.latest_step, snap.config
+    if step and config:
+        parts.append(f"epoch {step['epoch']}/{config['epochs']}")
+        parts.append(f"step {step['step']:,}")
+        parts.append(f"{step['samples_per_second']:,.0f} img/s")
+        parts.append(f"trained {_fmt_seconds(step['train_seconds'])}")
+        if snap.state in {s.value for s in ACTIVE}:
+            parts.append(f"ETA {_fmt_seconds(snap.eta_seconds)}")
+    if snap.device:
+        parts.append(snap.device)
+    if snap.best_test_accuracy is not None:
+        parts.append(f"best test **{snap.best_test_accuracy:.2f}%**")
+    return " · ".join(parts)
+
+
+NO_DIGIT = {
+    "empty": "Draw a digit (or upload an image) and the network will read it.",
+    "too small": "That mark is too small to read: draw the digit bigger.",
+    "a dot": "Only a dot so far: draw a whole digit.",
+    "specks": "Only scattered specks: draw one connected digit.",
+}
+
+
+def reading_hints(prediction: Prediction) -> list[str]:
+    """Why a drawing may be misread: tiny, thin, cut off at the edge, or two close guesses."""
+    hints = []
+    info = prediction.sketch
+    if info is not None and info.bbox is not None:
+        top, left, bottom, right = info.bbox
+        if max(bottom - top, right - left) < 0.25:
+            hints.append("Drawn very small: a digit filling most of the canvas reads better.")
+        if info.stroke and info.stroke < 0.06:
+            hints.append("Very thin strokes: MNIST digits are written with a thick pen.")
+        if info.touches_edge:
+            hints.append("The ink touches the edge: part of the digit may be cut off.")
+    if prediction.probabilities is not None:
+        second, first = np.argsort(prediction.probabilities)[-2:]
+        p1, p2 = prediction.probabilities[first], prediction.probabilities[second]
+        if p1 - p2 < 0.3:
+            hints.append(f"Ambiguous: it could also be a {second} ({p2:.0%}).")
+    return hints
+
+
+def _preview(image28: np.ndarray | None) -> np.ndarray | None:
+    if image28 is None:
+        return None
+    big = np.kron(image28, np.ones((PREVIEW_SCALE, PREVIEW_SCALE), dtype=np.float32))
+    return (255 * big).round().astype(np.uint8)
+
+
+class Dashboard:
+    """Every handler of the app, bound to one job, one predictor and the settings."""
+
+    def __init__(self, job: TrainingJob, predictor: Predictor, settings: AppSettings) -> None:
+        self.job, self.predictor, self.settings = job, predictor, settings
+
+    # --- training commands --------------------------------------------------------------------
+
+    def _guard(self, token: str | None) -> str | None:
+        if self.settings.may_train(token):
+            return None
+        if self.settings.training == "off":
+            return "Training is disabled on this server; the Draw tab still works."
+        return "Training needs the access token of this server."
+
+    def start(
+        self,
+        preset: str,
+        model: str,
+        epochs: float,
+        batch_size: float,
+        lr: float,
+        schedule: str,
+        augment: float,
+        seed: float,
+        device: str,
+        token: str | None = None,
+    ) -> str:
+        """Start the shared run: the preset's settings with the controls' values on top."""
+        refusal = self._guard(token)
+        if refusal:
+            return refusal
+        try:
+            config = config_from_preset(
+                preset or "fast",
+                model=model,
+                epochs=_as_int(epochs, "epochs"),
+                batch_size=_as_int(batch_size, "batch size"),
+                lr=_as_float(lr, "learning rate"),
+                schedule=schedule,
+                augment=_as_int(augment, "augment"),
+                seed=_as_int(seed, "seed"),
+                device=(device or "auto"),
+                log_every=10,  # records at >= 2 Hz on a 2-core CPU, for live charts
+            )
+            ok, message = self.job.start(config)
+        except ConfigError as err:
+            return f"⚠️ {err}"
+        return message if ok else f"⚠️ {message}"
+
+    def pause(self, token: str | None = None) -> str:
+        return self._guard(token) or self.job.pause()[1]
+
+    def resume(self, token: str | None = None) -> str:
+        return self._guard(token) or self.job.resume()[1]
+
+    def stop(self, token: str | None = None) -> str:
+        return self._guard(token) or self.job.stop()[1]
+
+    def reset(self, token: str | None = None) -> str:
+        return self._guard(token) or self.job.reset()[1]
+
+    # --- the dashboard's poll -----------------------------------------------------------------
+
+    def tick(self, seen: tuple | None) -> tuple:
+        """Redraw only when the job moved since this tab last looked (cheap otherwise)."""
+        snap = self.job.snapshot()
+        key = (snap.run_id, snap.n_records, snap.state, snap.message)
+        if seen is not None and tuple(seen) == key:
+            return (gr.skip(),) * 8 + (seen,)
+        records = snap.records
+        epochs = [r for r in records if r["kind"] == "epoch"]
+        active = snap.state in {s.value for s in ACTIVE}
+        download = (
+            gr.DownloadButton(value=snap.checkpoint, visible=True)
+            if snap.checkpoint
+            else gr.DownloadButton(value=None, visible=False)
+        )
+        return (
+            status_markdown(snap),
+            snap.message,
+            charts.loss_frame(records),
+            charts.accuracy_frame(records),
+            charts.speed_frame(records),
+            gr.Plot(
+                value=charts.tutorial_figure(records) if epochs else None, visible=bool(epochs)
+            ),
+            download,
+            gr.Timer(value=ACTIVE_TICK if active else IDLE_TICK),
+            key,
+        )
+
+    def status(self) -> dict:
+        """The job's state and latest metrics as JSON (the public /status endpoint)."""
+        snap = self.job.snapshot()
+        data = snap.as_dict()
+        data.pop("records")
+        version = self.predictor.version
+        data["weights"] = {
+            "version": version.number,
+            "label": version.label,
+            "model": version.model_name,
+        }
+        return data
+
+    # --- drawing ------------------------------------------------------------------------------
+
+    def _render(self, prediction: Prediction | None, message: str | None = None) -> tuple:
+        if prediction is None or prediction.label is None:
+            note = message or NO_DIGIT.get(
+                prediction.sketch.reason if prediction and prediction.sketch else "empty",
+                NO_DIGIT["empty"],
+            )
+            return (
+                {},
+                charts.probability_frame(None),
+                None,
+                note,
+                None,
+                self.predictor.version.number,
+            )
+        probs = prediction.probabilities
+        confidences = {str(d): float(p) for d, p in enumerate(probs)}
+        version = prediction.version
+        note = "\n".join(
+            [f"Answered by **{version.label}** (weights v{version.number})."]
+            + [f"- {hint}" for hint in reading_hints(prediction)]
+        )
+        return (
+            confidences,
+            charts.probability_frame(probs),
+            _preview(prediction.image),
+            note,
+            prediction.image,
+            version.number,
+        )
+
+    def predict(self, image: Any) -> tuple:
+        """Sketchpad value or image file -> label, bars, 28x28 view, note, and state."""
+        if image is None:
+            return self._render(None)
+        try:
+            prediction = self.predictor.predict(image)
+        except SketchError as err:
+            return self._render(None, f"⚠️ {err}")
+        return self._render(prediction)
+
+    def predict_drawing(self, data_url: str | None) -> tuple:
+        """The drawing pad's PNG data URL ('' when cleared) -> the same outputs as predict."""
+        if not data_url:
+            return self._render(None)
+        try:
+            image = decode_data_url(data_url)
+        except SketchError as err:
+            return self._render(None, f"⚠️ {err}")
+        return self.predict(image)
+
+    def follow_live_weights(self, image28: np.ndarray | None, shown: int | None) -> tuple:
+        """Re-score the current drawing when newer weights were published (while training)."""
+        if image28 is None or shown == self.predictor.version.number:
+            return (gr.skip(),) * 6
+        return self._render(self.predictor.predict_preprocessed(np.asarray(image28)))
+
+    def apply_preset(self, name: str) -> tuple:
+        """The preset's name (kept per tab) and its values for the controls."""
+        config = config_from_preset(name)
+        return (name, *(getattr(config, f) for f in CONTROL_FIELDS[:-1]))
+
+
+def _as_int(value: Any, name: str) -> int:
+    if value is None or isinstance(value, bool):
+        raise ConfigError(f"{name} is missing")
+    number = float(value)
+    if not math.isfinite(number) or number != int(number):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+def _as_float(value: Any, name: str) -> float:
+    if value is None or isinstance(value, bool):
+        raise ConfigError(f"{name} is missing")
+    return float(value)
+
+
+def build_app(dashboard: Dashboard) -> gr.Blocks:
+    """Lay out both tabs and wire every event to the dashboard's handlers."""
+    settings = dashboard.settings
+    train_api = "public" if settings.training != "off" else "private"
+    defaults = config_from_preset("fast")
+    with gr.Blocks(title="MNIST live: train it, draw for it") as demo:
+        gr.Markdown(
+            "# MNIST live\nTrain the classic tutorial CNN in seconds and watch it learn; "
+            "then draw a digit and see what the network sees."
+        )
+        with gr.Tabs():
+            with gr.Tab("Train", id="train"), gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=300):
+                    start = gr.Button("Start training", variant="primary", elem_id="start")
+                    with gr.Row():
+                        pause = gr.Button("Pause", size="sm", min_width=60, elem_id="pause")
+                        resume = gr.Button("Resume", size="sm", min_width=60, elem_id="resume")
+                        stop = gr.Button(
+                            "Stop", size="sm", variant="stop", min_width=60, elem_id="stop"
+                        )
+                        reset = gr.Button("Reset", size="sm", min_width=60, elem_id="reset")
+                    message = gr.Markdown(elem_id="message")
+                    with gr.Row():
+                        preset_fast = gr.Button("Fast (default)", size="sm", min_width=60)
+                        preset_tutorial = gr.Button("Tutorial settings", size="sm", min_width=60)
+                        preset_improved = gr.Button("Improved model", size="sm", min_width=60)
+                    model = gr.Dropdown(
+                        ["tutorial", "improved"], value=defaults.model, label="Model"
+                    )
+                    epochs = gr.Slider(
+                        1,
+                        min(50, settings.limits.max_epochs),
+                        step=1,
+                        value=defaults.epochs,
+                        label="Epochs",
+                    )
+                    with gr.Row():
+                        batch_size = gr.Number(
+                            defaults.batch_size,
+                            precision=0,
+                            minimum=1,
+                            maximum=60000,
+                            label="Batch size",
+                            min_width=100,
+                        )
+                        lr = gr.Number(
+                            defaults.lr, label="Learning rate (peak)", step=1e-4, min_width=100
+                        )
+                    with gr.Accordion("More settings", open=False):
+                        schedule = gr.Radio(
+                            ["onecycle", "constant"], value=defaults.schedule, label="Schedule"
+                        )
+                        augment = gr.Slider(
+                            0,
+                            4,
+                            step=1,
+                            value=defaults.augment,
+                            label="Augmentation: random shift (px)",
+                        )
+                        seed = gr.Number(defaults.seed, precision=0, minimum=0, label="Seed")
+                        device = gr.Dropdown(
+                            available_devices(), value=settings.default_device, label="Device"
+                        )
+                    token = gr.Textbox(
+                        label="Access token", type="password", visible=settings.training == "token"
+                    )
+                with gr.Column(scale=3):
+                    status = gr.Markdown("**Idle**", elem_id="status")
+                    with gr.Row():
+                        loss_plot = gr.LinePlot(
+                            x="epoch",
+                            y="log10 loss",
+                            title="Training loss (log₁₀)",
+                            height=240,
+                            elem_id="loss-plot",
+                            label="Loss",
+                            show_label=False,
+                        )
+                        acc_plot = gr.LinePlot(
+                            x="epoch",
+                            y="accuracy",
+                            color="series",
+                            title="Accuracy (%)",
+                            height=240,
+                            elem_id="acc-plot",
+                            label="Accuracy",
+                            show_label=False,
+                        )
+                    with gr.Row():
+                        speed_plot = gr.LinePlot(
+                            x="epoch",
+                            y="images/s",
+                            title="Throughput (images/s)",
+                            height=200,
+                            elem_id="speed-plot",
+                            label="Throughput",
+                            show_label=False,
+                        )
+                        figure = gr.Plot(
+                            label="The tutorial's figure",
+                            visible=False,
+                            format="png",
+                            elem_id="tutorial-figure",
+                        )
+                    download = gr.DownloadButton(
+                        "Download checkpoint", visible=False, elem_id="download"
+                    )
+            with gr.Tab("Draw", id="draw"), gr.Row(equal_height=False):
+                with gr.Column(scale=3, min_width=320):
+                    pad = drawpad()
+                    upload = gr.File(
+                        label="…or upload an image file",
+                        file_types=["image"],
+                        type="filepath",
+                        elem_id="upload",
+                    )
+                with gr.Column(scale=2, min_width=280):
+                    label = gr.Label(num_top_classes=3, label="Prediction", elem_id="label")
+                    with gr.Row():
+                        seen = gr.Image(
+                            label="What the network sees (28×28)",
+                            interactive=False,
+                            height=224,
+                            width=224,
+                            elem_id="seen",
+                            buttons=[],
+                        )
+                    probs = gr.BarPlot(
+                        x="digit",
+                        y="probability",
+                        y_lim=[0, 1],
+                        height=200,
+                        sort="x",
+                        title="All ten probabilities",
+                        elem_id="probs",
+                        label="Probabilities",
+                        show_label=False,
+                    )
+                    answered = gr.Markdown(elem_id="answered")
+        # API only: /predict takes a Sketchpad/ImageEditor value, as gradio_client users send.
+        api_sketch = gr.ImageEditor(type="numpy", image_mode="RGBA", visible=False)
+        api_predict = gr.Button(visible=False)
+        preset = gr.State("fast")
+        seen_key = gr.State(None)
+        image28 = gr.State(None)
+        shown_version = gr.State(None)
+        train_timer = gr.Timer(IDLE_TICK)
+        draw_timer = gr.Timer(DRAW_TICK)
+
+        controls = [model, epochs, batch_size, lr, schedule, augment, seed, device]
+        for button, name in (
+            (preset_fast, "fast"),
+            (preset_tutorial, "tutorial"),
+            (preset_improved, "improved"),
+        ):
+            button.click(
+                lambda n=name: dashboard.apply_preset(n),
+                None,
+                [preset] + controls[:-1],
+                api_visibility="private",
+                show_progress="hidden",
+            )
+        start.click(
+            dashboard.start,
+            [preset] + controls + [token],
+            message,
+            api_name="start_training",
+            api_visibility=train_api,
+            show_progress="hidden",
+        )
+        for button, fn in (
+            (pause, dashboard.pause),
+            (resume, dashboard.resume),
+            (stop, dashboard.stop),
+            (reset, dashboard.reset),
+        ):
+            button.click(
+                fn,
+                token,
+                message,
+                api_name=f"{fn.__name__}_training",
+                api_visibility=train_api,
+                show_progress="hidden",
+            )
+        train_outputs = [
+            status,
+            message,
+            loss_plot,
+            acc_plot,
+            speed_plot,
+            figure,
+            download,
+            train_timer,
+            seen_key,
+        ]
+        train_timer.tick(
+            dashboard.tick,
+            seen_key,
+            train_outputs,
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
+        )
+        demo.load(
+            lambda: dashboard.tick(None),
+            None,
+            train_outputs,
+            api_visibility="private",
+            show_progress="hidden",
+        )
+
+        draw_outputs = [label, probs, seen, answered, image28, shown_version]
+        pad.change(
+            dashboard.predict_drawing,
+            pad,
+            draw_outputs,
+            api_visibility="private",
+            show_progress="hidden",
+            trigger_mode="always_last",
+            concurrency_limit=None,
+        )
+        api_predict.click(
+            dashboard.predict, api_sketch, draw_outputs, api_name="predict", concurrency_limit=None
+        )
+        upload.upload(
+            dashboard.predict,
+            upload,
+            draw_outputs,
+            api_name="predict_file",
+            show_progress="hidden",
+            concurrency_limit=None,
+        )
+        draw_timer.tick(
+            dashboard.follow_live_weights,
+            [image28, shown_version],
+            draw_outputs,
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
+        )
+        gr.api(dashboard.status, api_name="status")
+    return demo

@@ -1,0 +1,111 @@
+"""The public API as a gradio_client user sees it, against the app launched on loopback."""
+
+from __future__ import annotations
+
+import gzip
+import time
+
+import numpy as np
+import pytest
+from gradio_client import handle_file
+from PIL import Image
+from support import draw_digit_png
+
+from mnist_demo.data import BUNDLED_DIR
+
+pytestmark = pytest.mark.api
+
+TRAINING_ARGS = dict(
+    model="tutorial",
+    epochs=1,
+    batch_size=256,
+    lr=0.01,
+    schedule="onecycle",
+    augment=0,
+    seed=0,
+    device="cpu",
+    token="",
+)
+
+
+def _label(result) -> str | None:
+    return result[0].get("label") if isinstance(result[0], dict) else None
+
+
+def _mnist_test_digit(index: int) -> tuple[np.ndarray, int]:
+    images = gzip.decompress((BUNDLED_DIR / "t10k-images-idx3-ubyte.gz").read_bytes())[16:]
+    labels = gzip.decompress((BUNDLED_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes())[8:]
+    return np.frombuffer(images, np.uint8).reshape(-1, 28, 28)[index], labels[index]
+
+
+def _wait_status(client, predicate, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.predict(api_name="/status")
+        if predicate(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)  # polling a remote server: there is no event to wait on
+
+
+def test_only_documented_endpoints_are_public(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/predict", "/predict_file", "/status", "/start_training", "/stop_training"} <= names
+    internal = {"/tick", "/follow_live_weights", "/apply_preset", "/lambda"}
+    assert not names & internal, names
+
+
+def test_predict_takes_a_sketchpad_value(client, tmp_path):
+    layer = draw_digit_png(tmp_path / "layer.png", "7", rgba_layer=True)
+    white = tmp_path / "white.png"
+    Image.new("RGB", (400, 400), "white").save(white)
+    composite = draw_digit_png(tmp_path / "composite.png", "7")
+    value = {
+        "background": handle_file(str(white)),
+        "layers": [handle_file(str(layer))],
+        "composite": handle_file(str(composite)),
+    }
+    result = client.predict(value, api_name="/predict")
+    assert _label(result) == "7"
+    confidences = {c["label"]: c["confidence"] for c in result[0]["confidences"]}
+    assert confidences["7"] > 0.5
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+def test_predict_file_reads_mnist_digits_drawn_dark_on_light(client, tmp_path, index):
+    digit, truth = _mnist_test_digit(index)
+    big = Image.fromarray(255 - digit).resize((280, 280), Image.Resampling.BILINEAR)
+    path = tmp_path / f"digit{index}.png"
+    big.save(path)
+    result = client.predict(handle_file(str(path)), api_name="/predict_file")
+    assert _label(result) == str(truth)
+
+
+def test_predict_file_explains_a_bad_file(client, tmp_path):
+    bad = tmp_path / "not-an-image.png"
+    bad.write_text("hello")
+    result = client.predict(handle_file(str(bad)), api_name="/predict_file")
+    assert _label(result) is None
+    assert "not an image" in result[3].lower() or "cannot" in result[3].lower()
+
+
+def test_status_reports_state_and_weights(client):
+    status = client.predict(api_name="/status")
+    assert status["state"] in {"idle", "finished", "stopped"}
+    assert status["weights"]["model"] == "tutorial"
+    assert "records" not in status
+
+
+def test_training_starts_reports_progress_and_stops(client, live_app):
+    message = client.predict(**TRAINING_ARGS, api_name="/start_training")
+    assert "started" in message.lower()
+    again = client.predict(**TRAINING_ARGS, api_name="/start_training")
+    assert "already" in again.lower()
+    status = _wait_status(client, lambda s: s["latest_step"] is not None)
+    assert status["state"] == "running"
+    assert status["latest_step"]["samples_per_second"] > 0
+    assert status["weights"]["label"].startswith("training run")
+    client.predict(token="", api_name="/stop_training")
+    status = _wait_status(client, lambda s: s["state"] == "stopped", timeout=30)
+    assert status["state"] == "stopped"
+    client.predict(token="", api_name="/reset_training")
+    assert client.predict(api_name="/status")["state"] == "idle"

@@ -1,0 +1,81 @@
+"""Shared by the api and e2e tiers: launch the real app in-process on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from mnist_demo import server
+from mnist_demo.settings import AppSettings
+from mnist_demo.ui import Dashboard
+
+
+@dataclass
+class LiveApp:
+    url: str
+    dashboard: Dashboard
+    demo: object
+
+    def close(self) -> None:
+        self.dashboard.job.stop()
+        self.dashboard.job.wait(30)
+        self.demo.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(runs_dir: Path, **overrides) -> LiveApp:
+    settings = replace(AppSettings(runs_dir=runs_dir), **overrides)
+    demo, dashboard = server.create(settings)
+    port = free_port()
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **server.launch_kwargs(settings),
+    )
+    return LiveApp(f"http://127.0.0.1:{port}/", dashboard, demo)
+
+
+def draw_digit_png(
+    path: Path,
+    digit: str,
+    size: int = 400,
+    ink: int = 0,
+    paper: int = 255,
+    width: int = 28,
+    rgba_layer: bool = False,
+) -> Path:
+    """A digit drawn as strokes: black on white, or ink only in the alpha of a layer."""
+    mode, background = ("RGBA", (0, 0, 0, 0)) if rgba_layer else ("L", paper)
+    image = Image.new(mode, (size, size), background)
+    pen = ImageDraw.Draw(image)
+    color = (0, 0, 0, 255) if rgba_layer else ink
+    s = size / 400
+    for stroke in STROKES[digit]:
+        points = [(200 * s + x * 120 * s, 200 * s + y * 120 * s) for x, y in stroke]
+        pen.line(points, fill=color, width=int(width * s), joint="curve")
+    image.save(path)
+    return path
+
+
+def _ellipse(rx: float, ry: float, n: int = 36) -> list[tuple[float, float]]:
+    t = np.linspace(0, 2 * np.pi, n + 1)
+    return list(zip(rx * np.sin(t), -ry * np.cos(t), strict=True))
+
+
+# Strokes in units of 120 px around the canvas centre, shared with the browser test.
+STROKES: dict[str, list[list[tuple[float, float]]]] = {
+    "1": [[(0.05, -0.85), (0.0, 0.85)]],
+    "0": [_ellipse(0.5, 0.85)],
+    "7": [[(-0.6, -0.8), (0.6, -0.8), (-0.05, 0.85)]],
+}

@@ -1,0 +1,132 @@
+"""The command line: validation with exit code 2, train -> checkpoint -> evaluate agreement."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mnist_demo import checkpoints
+from mnist_demo.__main__ import main
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+CPU = ["--device", "cpu", "--threads", "1"]  # one thread: see TEST_THREADS in conftest.py
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lr", "0"], "learning rate"),
+        (["--lr", "nan"], "learning rate"),
+        (["--batch-size", "0"], "batch size"),
+        (["--batch-size", "70000"], "batch size"),
+        (["--epochs", "0"], "epochs"),
+        (["--model", "resnet"], "unknown model 'resnet'"),
+        (["--device", "tpu"], "device 'tpu'"),
+        pytest.param(["--device", "cuda"], "no CUDA GPU", marks=NO_CUDA),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_train_refuses_bad_values_with_one_line_and_exit_2(capsys, tmp_path, flags, message):
+    code, out, err = run(capsys, "train", *flags)
+
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("mnist-demo train: error: ")
+    assert message in err
+    assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written
+
+
+def test_the_module_entry_point_exits_2_on_a_bad_value():
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_demo", "train", "--batch-size", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "mnist-demo train: error: batch size must be an integer from 1 to 60000, got 0"
+    ]
+
+
+def test_train_json_summary_checkpoint_and_evaluate_agree(capsys, tmp_path):
+    out_path = tmp_path / "x.pt"
+    code, out, err = run(capsys, "train", "--max-steps", "30", "--batch-size", "64", *CPU,
+                         "--json", "--out", str(out_path))  # fmt: skip
+
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["checkpoint"] == str(out_path)
+    assert summary["epochs"] == 1 and summary["steps"] == 30
+    assert summary["device"].startswith("cpu")
+    assert summary["train_seconds"] > 0
+    assert 60.0 <= summary["test_accuracy"] <= 100.0  # 30 steps of 64 already learn a lot
+    assert "training on cpu" in err  # progress goes to stderr, keeping stdout parseable
+
+    saved = checkpoints.load(out_path)
+    assert saved.model_name == "tutorial"
+    assert saved.metadata["test_accuracy"] == summary["test_accuracy"]
+    assert saved.metadata["config"]["max_steps"] == 30
+
+    code, out, err = run(capsys, "evaluate", "--checkpoint", str(out_path), "--device", "cpu",
+                         "--json")  # fmt: skip
+
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["n"] == 10_000 and result["model"] == "tutorial"
+    # same weights, same 10,000 images: at most a rounding-level difference in a logit
+    assert result["accuracy"] == pytest.approx(summary["test_accuracy"], abs=0.05)
+
+
+def test_default_output_goes_to_runs_in_the_working_directory(capsys, tmp_path, tiny_mnist):
+    code, out, err = run(capsys, "train", "--max-steps", "1", "--batch-size", "8", *CPU)
+
+    assert code == 0, err
+    saved = list((tmp_path / "runs").glob("tutorial-*.pt"))
+    assert len(saved) == 1
+    assert out.startswith("test accuracy ") and str(saved[0].relative_to(tmp_path)) in out
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all"])
+def test_evaluate_with_a_corrupt_checkpoint_exits_2(capsys, tmp_path, content):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+
+    code, out, err = run(capsys, "evaluate", "--checkpoint", str(bad), "--device", "cpu")
+
+    assert code == 2 and out == ""
+    assert err.startswith(f"mnist-demo evaluate: error: {bad}: ")
+    assert err.count("\n") == 1
+
+
+def test_evaluate_with_a_missing_checkpoint_exits_2(capsys, tmp_path):
+    code, _, err = run(capsys, "evaluate", "--checkpoint", str(tmp_path / "absent.pt"))
+    assert code == 2 and "no such checkpoint file" in err
+
+
+@NO_CUDA
+def test_evaluate_refuses_cuda_when_absent(capsys):
+    code, _, err = run(capsys, "evaluate", "--device", "cuda")
+    assert code == 2 and "no CUDA GPU" in err
+
+
+def test_evaluate_the_shipped_checkpoint(capsys):
+    path = checkpoints.shipped("tutorial")
+    if not path.is_file():
+        pytest.skip(f"{path} is not committed yet")
+    code, out, err = run(capsys, "evaluate", "--device", "cpu", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["checkpoint"] == str(path) and result["n"] == 10_000
+    assert result["accuracy"] == pytest.approx(checkpoints.load(path).metadata["test_accuracy"],
+                                               abs=0.05)  # fmt: skip

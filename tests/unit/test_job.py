@@ -1,0 +1,445 @@
+"""TrainingJob: one shared run, its state machine, snapshots for many viewers, live weights.
+
+Runs train on a slice of real MNIST (the `tiny_mnist` fixture: 40 steps of 64 per epoch). To
+hold a run at a known step, `gates` wraps the job's train() so that the training thread, right
+after the job has handled the record of step N, signals `reached` and waits for `release`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_demo import checkpoints
+from mnist_demo import job as job_module
+from mnist_demo.checkpoints import Checkpoint
+from mnist_demo.job import JobLimits, State, TrainingJob
+from mnist_demo.models import build_model
+from mnist_demo.predict import Predictor
+from mnist_demo.training import ConfigError, Control, TrainConfig, train
+
+BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
+
+
+class Gate:
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def wait_reached(self) -> None:
+        assert self.reached.wait(BOUND), f"training never reached step {self.step}"
+
+
+class Gates:
+    """Holds the training thread at chosen steps (installed by the `gates` fixture)."""
+
+    def __init__(self) -> None:
+        self.all: list[Gate] = []
+
+    def at(self, step: int) -> Gate:
+        gate = Gate(step)
+        self.all.append(gate)
+        return gate
+
+    def release_all(self) -> None:
+        for gate in self.all:
+            gate.release.set()
+
+
+@pytest.fixture
+def gates(monkeypatch: pytest.MonkeyPatch) -> Gates:
+    gates = Gates()
+    real_train = job_module.train
+
+    def gated_train(config, *, on_record, **kwargs):
+        def record(r, model):
+            on_record(r, model)
+            for gate in gates.all:
+                if r["kind"] == "step" and r["step"] == gate.step:
+                    gate.reached.set()
+                    gate.release.wait(BOUND)
+
+        return real_train(config, on_record=record, **kwargs)
+
+    monkeypatch.setattr(job_module, "train", gated_train)
+    return gates
+
+
+@pytest.fixture
+def predictor() -> Predictor:
+    torch.manual_seed(0)
+    return Predictor(Checkpoint("tutorial", build_model("tutorial").state_dict()), "initial")
+
+
+@pytest.fixture
+def new_job(tmp_path, predictor, gates, tiny_mnist):
+    """Factory for jobs writing to tmp_path/runs; every job is stopped and joined afterwards."""
+    jobs: list[TrainingJob] = []
+
+    def make(**limits) -> TrainingJob:
+        job = TrainingJob(predictor, runs_dir=tmp_path / "runs", limits=JobLimits(**limits))
+        jobs.append(job)
+        return job
+
+    yield make
+    gates.release_all()
+    for job in jobs:
+        job.stop()
+        assert job.wait(BOUND), "a training thread outlived its test"
+
+
+@pytest.fixture
+def job(new_job) -> TrainingJob:
+    return new_job()
+
+
+@pytest.fixture
+def config(make_config) -> TrainConfig:
+    """One epoch of the tiny data: 40 steps of 64 images, a record every step."""
+    return make_config(epochs=1, batch_size=64, log_every=1)
+
+
+def training_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("training-run-")]
+
+
+def steps(records) -> list[int]:
+    return [r["step"] for r in records if r["kind"] == "step"]
+
+
+def finish(job: TrainingJob) -> None:
+    assert job.wait(BOUND), "the run did not end in time"
+
+
+# --- starting -----------------------------------------------------------------------------------
+
+
+def test_start_runs_one_job_and_a_second_start_is_refused(job, config, gates):
+    gate = gates.at(1)
+
+    assert job.start(config) == (True, "Run 1 started.")
+    gate.wait_reached()
+    ok, message = job.start(config)
+
+    assert not ok and "already running" in message
+    assert len(training_threads()) == 1
+    assert job.snapshot().run_id == 1
+    gate.release.set()
+    finish(job)
+    assert job.state is State.FINISHED
+
+
+def test_twenty_concurrent_starts_start_exactly_one_run(job, config, gates):
+    gate = gates.at(1)
+    barrier = threading.Barrier(20)
+    answers: list[tuple[bool, str]] = []
+
+    def click():
+        barrier.wait(BOUND)
+        answers.append(job.start(config))
+
+    clickers = [threading.Thread(target=click) for _ in range(20)]
+    for thread in clickers:
+        thread.start()
+    for thread in clickers:
+        thread.join(BOUND)
+
+    assert len(answers) == 20
+    assert [ok for ok, _ in answers].count(True) == 1
+    assert len(training_threads()) == 1 and job.snapshot().run_id == 1
+    gate.release.set()
+    finish(job)
+
+
+def test_invalid_config_raises_and_leaves_the_job_as_it_was(job, config):
+    before = job.snapshot()
+
+    with pytest.raises(ConfigError, match="learning rate"):
+        job.start(TrainConfig(lr=0.0, device="cpu"))
+    with pytest.raises(ConfigError, match="capped at 3"):
+        TrainingJob(limits=JobLimits(max_epochs=3)).start(TrainConfig(epochs=4, device="cpu"))
+
+    assert job.snapshot() == before
+    assert job.state is State.IDLE and training_threads() == []
+
+
+# --- pause, resume, stop, reset -----------------------------------------------------------------
+
+
+class WatchedControl(Control):
+    """A Control that signals when the loop is actually blocked by a pause."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocked = threading.Event()
+
+    def wait_while_paused(self) -> float:
+        if self.paused:
+            self.blocked.set()
+        return super().wait_while_paused()
+
+
+def test_pause_and_resume_move_the_state_and_hold_the_loop(job, config, gates, monkeypatch):
+    controls: list[WatchedControl] = []
+
+    def watched_control() -> WatchedControl:
+        controls.append(WatchedControl())
+        return controls[-1]
+
+    monkeypatch.setattr(job_module, "Control", watched_control)
+    gate = gates.at(2)
+    assert job.resume() == (False, "Nothing to resume (the job is idle).")
+    job.start(config)
+    gate.wait_reached()
+
+    assert job.pause() == (True, "Paused.")
+    assert job.state is State.PAUSED
+    assert job.pause()[0] is False
+    gate.release.set()
+    assert controls[0].blocked.wait(BOUND)  # the loop is parked in the pause
+    held = job.snapshot().n_records
+    assert not job.wait(0.3)  # bounded: a loop ignoring the pause would log a step meanwhile
+    assert job.snapshot().n_records == held and job.state is State.PAUSED
+
+    assert job.resume() == (True, "Resumed.")
+    assert job.state is State.RUNNING
+    assert job.resume()[0] is False
+    finish(job)
+    assert job.state is State.FINISHED
+    assert steps(job.snapshot().records) == list(range(1, 41))  # no step lost or repeated
+
+
+def test_stop_mid_epoch_ends_the_run_without_a_checkpoint(job, config, gates, tmp_path):
+    gate = gates.at(3)
+    job.start(config)
+    gate.wait_reached()
+
+    assert job.stop() == (True, "Stop requested.")
+    assert job.state is State.STOPPING
+    gate.release.set()
+    finish(job)
+
+    snap = job.snapshot()
+    assert snap.state == "stopped"
+    assert snap.message == "Stopped after 3 steps; test accuracy n/a."
+    assert steps(snap.records) == [1, 2, 3]
+    assert snap.latest_epoch is None and snap.checkpoint is None
+    assert not (tmp_path / "runs").exists()  # nothing half-trained is saved
+    assert job.stop() == (False, "Nothing to stop (the job is stopped).")
+
+
+def test_stop_while_paused_ends_the_run(job, config, gates):
+    gate = gates.at(2)
+    job.start(config)
+    gate.wait_reached()
+    job.pause()
+    gate.release.set()
+
+    ok, _ = job.stop(wait=BOUND)  # wakes the paused loop and joins it
+
+    assert ok and job.state is State.STOPPED
+    assert training_threads() == []
+
+
+def test_reset_stops_the_run_and_clears_the_log(job, config, gates):
+    gate = gates.at(2)
+    job.start(config)
+    gate.wait_reached()
+    gate.release.set()
+
+    assert job.reset(wait=BOUND) == (True, "Reset. Press Start to train.")
+
+    snap = job.snapshot()
+    assert (snap.state, snap.records, snap.n_records) == ("idle", [], 0)
+    assert snap.config is None and snap.checkpoint is None and snap.best_test_accuracy is None
+    assert training_threads() == []
+    assert job.start(config)[0]  # and a new run can start
+    assert job.snapshot().run_id == 2
+    finish(job)
+
+
+# --- what viewers read --------------------------------------------------------------------------
+
+
+def test_snapshot_since_returns_only_new_records(job, config):
+    job.start(config)
+    finish(job)
+    everything = job.snapshot().records
+    n = len(everything)
+    assert n == 42  # start, 40 steps, epoch
+
+    for since in (0, 1, 17, n):
+        snap = job.snapshot(since=since)
+        assert snap.records == everything[since:]
+        assert snap.n_records == n
+    # a cursor from an older, longer run starts the viewer over
+    assert job.snapshot(since=n + 5).records == everything
+
+
+def test_two_viewers_polling_concurrently_see_the_same_records(job, config):
+    seen: list[list[dict]] = [[], []]
+    errors: list[BaseException] = []
+
+    def viewer(out: list) -> None:
+        try:
+            deadline = time.monotonic() + BOUND
+            while time.monotonic() < deadline:
+                snap = job.snapshot(since=len(out))
+                out.extend(snap.records)
+                if snap.state not in ("running", "paused", "stopping"):
+                    return
+                time.sleep(0.005)  # a browser tab's timer tick
+        except BaseException as err:
+            errors.append(err)
+
+    job.start(config)
+    viewers = [threading.Thread(target=viewer, args=(out,)) for out in seen]
+    for thread in viewers:
+        thread.start()
+    for thread in viewers:
+        thread.join(BOUND)
+
+    assert errors == [] and not any(t.is_alive() for t in viewers)
+    final = job.snapshot().records
+    assert seen[0] == seen[1] == final
+    assert steps(final) == list(range(1, 41))
+
+
+def test_the_predictor_serves_live_weights_while_the_job_runs(new_job, config, gates, predictor):
+    job = new_job(publish_interval=0.0)  # publish at every step record
+    image = np.random.default_rng(0).random((1, 28, 28), dtype=np.float32)
+    initial, _ = predictor.predict_arrays(image)
+    gate = gates.at(3)
+
+    job.start(config)
+    gate.wait_reached()
+    live, version = predictor.predict_arrays(image)
+
+    assert version.number == 4  # the initial weights, then one publication per step record
+    assert version.label == "training run 1, epoch 0.07"
+    assert not np.allclose(live, initial)
+    assert job.snapshot().eta_seconds > 0
+    gate.release.set()
+    finish(job)
+
+    final = predictor.version
+    assert final.label == "training run 1, epoch 1 (final)"
+    saved = Predictor.from_file(job.snapshot().checkpoint)
+    np.testing.assert_array_equal(
+        predictor.predict_arrays(image)[0], saved.predict_arrays(image)[0]
+    )
+
+
+def test_a_finished_run_saves_a_checkpoint_with_its_numbers(job, config, tmp_path):
+    job.start(config)
+    finish(job)
+
+    snap = job.snapshot()
+    assert snap.state == "finished" and snap.message.startswith("Finished 1 epochs")
+    assert snap.eta_seconds is None
+    assert snap.checkpoint == str(tmp_path / "runs" / "run-1-tutorial.pt")
+    saved = checkpoints.load(snap.checkpoint)
+    assert saved.metadata["epoch"] == 1
+    assert saved.metadata["config"] == asdict(config) == snap.config
+    assert saved.metadata["test_accuracy"] == snap.latest_epoch["test_accuracy"]
+    assert snap.best_test_accuracy == snap.latest_epoch["test_accuracy"]
+
+
+def test_max_steps_mid_epoch_still_evaluates_and_saves(job, make_config):
+    # train() evaluates the partial epoch a max_steps run ends in; the job saves it.
+    job.start(make_config(epochs=2, batch_size=64, log_every=1, max_steps=5))
+    finish(job)
+
+    snap = job.snapshot()
+    assert snap.state == "finished"
+    assert steps(snap.records) == [1, 2, 3, 4, 5]
+    assert snap.latest_epoch["step"] == 5
+    assert checkpoints.load(snap.checkpoint).metadata["epoch"] == 1
+
+
+def test_a_job_repeats_the_numbers_of_train_for_the_same_seed(job, make_config):
+    config = make_config(epochs=1, batch_size=64, log_every=1, max_steps=5, seed=7)
+    direct = [r["loss"] for r in train(config).history if r["kind"] == "step"]
+
+    runs = []
+    for _ in range(2):
+        job.start(config)
+        finish(job)
+        runs.append([r["loss"] for r in job.snapshot().records if r["kind"] == "step"])
+
+    assert runs[0] == runs[1] == direct
+
+
+# --- limits and failures ------------------------------------------------------------------------
+
+
+def test_time_limit_stops_a_run(new_job, config):
+    job = new_job(max_seconds=0.0)
+    job.start(config)
+    finish(job)
+
+    snap = job.snapshot()
+    assert snap.state == "stopped"
+    assert snap.message.startswith("Stopped (time limit) after")
+    assert snap.latest_epoch is None
+
+
+class FakeClock:
+    """Stands in for the job module's `time`: monotonic() moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+@pytest.mark.parametrize("paused", [True, False])
+def test_time_limit_counts_running_time_not_pauses(new_job, config, gates, monkeypatch, paused):
+    clock = FakeClock()
+    monkeypatch.setattr(job_module, "time", clock)
+    job = new_job(max_seconds=60.0)
+    gate = gates.at(2)
+    job.start(config)
+    gate.wait_reached()
+
+    if paused:
+        job.pause()
+        clock.now += 3600.0  # an hour away from the keyboard
+        job.resume()
+    else:
+        clock.now += 3600.0  # an hour of training
+    gate.release.set()
+    finish(job)
+
+    if paused:
+        assert job.state is State.FINISHED
+    else:
+        assert job.state is State.STOPPED and "time limit" in job.snapshot().message
+
+
+def test_a_failed_run_reports_and_the_next_start_works(job, config, monkeypatch):
+    real_train = job_module.train
+
+    def broken_train(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(job_module, "train", broken_train)
+    assert job.start(config)[0]
+    finish(job)
+    assert job.state is State.FAILED
+    assert job.snapshot().message == "Training failed: CUDA out of memory"
+
+    monkeypatch.setattr(job_module, "train", real_train)
+    assert job.start(config)[0]
+    finish(job)
+    assert job.state is State.FINISHED

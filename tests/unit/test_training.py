@@ -1,0 +1,322 @@
+"""TrainConfig validation, presets, the schedule, augmentation and the training loop itself."""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import asdict
+from itertools import pairwise
+
+import pytest
+import torch
+
+from mnist_demo.training import (
+    ConfigError,
+    Control,
+    TrainConfig,
+    config_from_preset,
+    lr_at,
+    random_shift,
+    resolve_device,
+    train,
+    with_overrides,
+)
+
+BOUND = 60.0  # seconds: generous upper bound for any wait on a loaded 2-core machine
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def test_default_config_is_valid_and_validate_chains():
+    config = TrainConfig()
+    assert config.validate() is config
+
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (dict(lr=0.0), "learning rate"),
+        (dict(lr=-1e-3), "learning rate"),
+        (dict(lr=float("nan")), "learning rate"),
+        (dict(lr=float("inf")), "learning rate"),
+        (dict(lr=11.0), "learning rate"),
+        (dict(batch_size=0), "batch size"),
+        (dict(batch_size=60_001), "batch size"),
+        (dict(batch_size=64.0), "batch size"),  # a float is not a batch size
+        (dict(epochs=0), "epochs"),
+        (dict(epochs=201), "epochs"),
+        (dict(epochs=True), "epochs"),  # bools are ints in Python, not here
+        (dict(model="resnet"), "unknown model 'resnet'"),
+        (dict(schedule="step"), "schedule"),
+        (dict(beta1=1.0), "beta1"),
+        (dict(augment=5), "augment"),
+        (dict(seed=-1), "seed"),
+        (dict(log_every=0), "log_every"),
+        (dict(max_steps=-1), "max_steps"),
+        (dict(device="tpu"), "device 'tpu'"),
+        (dict(device="cuda:x"), "device 'cuda:x'"),
+        pytest.param(dict(device="cuda"), "no CUDA GPU", marks=NO_CUDA),
+        pytest.param(dict(device="cuda:0"), "no CUDA GPU", marks=NO_CUDA),
+    ],
+    ids=lambda value: repr(value) if isinstance(value, dict) else None,
+)
+def test_validate_rejects_bad_settings_with_a_message(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**changes).validate()
+
+
+def test_auto_device_is_cpu_without_cuda():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+def test_tutorial_preset_is_the_seed_tutorials_recipe():
+    config = config_from_preset("tutorial")
+    assert (config.model, config.lr, config.batch_size, config.epochs, config.schedule) == (
+        "tutorial",
+        1e-3,
+        64,
+        20,
+        "constant",
+    )
+    assert (config.beta1, config.beta2, config.augment) == (0.9, 0.999, 0)  # plain Adam
+    config.validate()
+
+
+def test_presets_take_overrides_and_refuse_unknowns():
+    assert config_from_preset("tutorial", epochs=3, lr=None).epochs == 3
+    assert config_from_preset("tutorial", lr=None).lr == 1e-3  # None keeps the preset's value
+    with pytest.raises(ConfigError, match="unknown preset"):
+        config_from_preset("turbo")
+    with pytest.raises(ConfigError, match="colour"):
+        config_from_preset("fast", colour="red")
+
+
+def test_with_overrides_validates_and_leaves_the_original_alone():
+    base = TrainConfig()
+    changed = with_overrides(base, epochs=5)
+    assert changed.epochs == 5 and base.epochs == 2
+    with pytest.raises(ConfigError):
+        with_overrides(base, lr=0.0)
+
+
+# --- learning-rate schedule ---------------------------------------------------------------------
+
+
+def test_onecycle_warms_up_peaks_then_decays_to_near_zero():
+    config = TrainConfig(lr=1e-2, schedule="onecycle")
+    total = 500
+    lrs = [lr_at(config, step, total) for step in range(total)]
+    warm = int(0.2 * total)
+
+    assert lrs[0] == pytest.approx(1e-3)  # starts at a tenth of the peak
+    assert all(a < b for a, b in pairwise(lrs[: warm + 1]))  # rises
+    assert max(lrs) == pytest.approx(1e-2) == lrs[warm]
+    assert all(a >= b for a, b in pairwise(lrs[warm:]))  # then only falls
+    assert lrs[-1] < 1e-2 * 0.01  # ends near zero
+    assert all(lr > 0 for lr in lrs)
+
+
+def test_constant_schedule_is_constant():
+    config = TrainConfig(lr=1e-3, schedule="constant")
+    assert {lr_at(config, step, 100) for step in range(100)} == {1e-3}
+
+
+# --- augmentation -------------------------------------------------------------------------------
+
+
+def centre_of_mass(images: torch.Tensor) -> torch.Tensor:
+    """(B, 28, 28) -> (B, 2) row and column centres of the pixel mass."""
+    weights = images.double()
+    coords = torch.arange(28, dtype=torch.float64)
+    mass = weights.sum((1, 2))
+    rows = (weights.sum(2) * coords).sum(1) / mass
+    cols = (weights.sum(1) * coords).sum(1) / mass
+    return torch.stack([rows, cols], 1)
+
+
+@pytest.fixture
+def blobs() -> torch.Tensor:
+    images = torch.zeros(64, 28, 28, dtype=torch.uint8)
+    images[:, 11:17, 12:15] = 200  # well inside the frame: no shift can clip it
+    images[:, 11, 12] = 255  # an asymmetric pixel, so a shift is not a no-op by symmetry
+    return images
+
+
+def test_random_shift_keeps_shape_and_dtype(blobs):
+    shifted = random_shift(blobs, 2)
+    assert shifted.shape == blobs.shape and shifted.dtype == torch.uint8
+
+
+def test_random_shift_by_zero_is_identity(blobs):
+    assert torch.equal(random_shift(blobs, 0), blobs)
+
+
+@pytest.mark.parametrize("max_shift", [1, 2, 4])
+def test_random_shift_moves_content_by_at_most_max_shift(blobs, max_shift):
+    torch.manual_seed(0)
+    shifted = random_shift(blobs, max_shift)
+
+    moved = (centre_of_mass(shifted) - centre_of_mass(blobs)).round().long()
+    assert moved.abs().max() == max_shift  # never further; with 64 images the extremes occur
+    assert len({tuple(m) for m in moved.tolist()}) > 5  # independent shifts per image
+    for image, original, (dy, dx) in zip(shifted, blobs, moved.tolist(), strict=True):
+        # the same pixels, moved as a whole: not cropped, smeared or resampled
+        assert torch.equal(image, original.roll((dy, dx), dims=(0, 1)))
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+
+def kinds(result) -> list[str]:
+    return [r["kind"] for r in result.history]
+
+
+def step_records(result) -> list[dict]:
+    return [r for r in result.history if r["kind"] == "step"]
+
+
+def test_records_start_steps_and_one_epoch_record_per_completed_epoch(tiny_mnist, make_config):
+    # tiny data: 2,560 images / 256 = 10 steps per epoch
+    result = train(make_config(epochs=2, batch_size=256, log_every=4))
+
+    assert kinds(result) == ["start", "step", "step", "step", "epoch"] * 1 + [
+        "step",
+        "step",
+        "step",
+        "epoch",
+    ]
+    start = result.history[0]
+    assert start["total_steps"] == 20 and start["steps_per_epoch"] == 10
+    assert start["mode"] == "eager" and start["device"].startswith("cpu")
+    assert start["config"] == asdict(result.config)
+    # every log_every steps, plus the last step of each epoch
+    assert [r["step"] for r in step_records(result)] == [4, 8, 10, 12, 16, 20]
+    for record in step_records(result):
+        assert math.isfinite(record["loss"]) and record["loss"] > 0
+        assert 0 <= record["train_accuracy"] <= 100
+        assert record["lr"] > 0 and record["samples_per_second"] > 0
+    epochs = [r for r in result.history if r["kind"] == "epoch"]
+    assert [(r["epoch"], r["step"]) for r in epochs] == [(1, 10), (2, 20)]
+    assert (result.epochs_completed, result.steps, result.stopped) == (2, 20, False)
+    assert result.test_accuracy == epochs[-1]["test_accuracy"]
+    assert not result.model.training  # handed back ready for inference
+
+
+def test_max_steps_ends_the_run_with_an_evaluation_of_the_partial_epoch(tiny_mnist, make_config):
+    # Documented knob for tests/CI: a max_steps run still reports a test accuracy.
+    result = train(make_config(epochs=2, batch_size=256, log_every=4, max_steps=7))
+
+    assert kinds(result) == ["start", "step", "step", "epoch"]
+    assert [r["step"] for r in step_records(result)] == [4, 7]
+    assert result.history[0]["total_steps"] == 7
+    assert (result.epochs_completed, result.steps, result.stopped) == (1, 7, False)
+    assert result.test_accuracy is not None
+
+
+def test_training_clearly_learns(trained_tutorial):
+    """120 real steps of 256 images (half an epoch) take the tutorial CNN past 95%."""
+    steps = step_records(trained_tutorial)
+    assert trained_tutorial.steps == 120 and trained_tutorial.epochs_completed == 1
+    assert trained_tutorial.test_accuracy >= 95.0
+    assert steps[-1]["loss"] < 0.25 * steps[0]["loss"]
+
+
+def losses(config) -> list[float]:
+    return [r["loss"] for r in step_records(train(config))]
+
+
+def test_same_seed_repeats_exactly_and_another_seed_differs(tiny_mnist, make_config):
+    config = dict(max_steps=20, batch_size=64, log_every=1, augment=1)  # augmentation is seeded too
+    first = losses(make_config(seed=3, **config))
+    again = losses(make_config(seed=3, **config))
+    other = losses(make_config(seed=4, **config))
+
+    assert len(first) == 20
+    assert first == again
+    assert all(a != b for a, b in zip(first, other, strict=True))
+
+
+class WatchedControl(Control):
+    """A Control that signals when the loop is actually blocked by a pause."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocked = threading.Event()
+
+    def wait_while_paused(self) -> float:
+        if self.paused:
+            self.blocked.set()
+        return super().wait_while_paused()
+
+
+def run_in_thread(config, control, pause_at: int):
+    """Train in a thread that pauses itself right after step `pause_at`'s record."""
+    out: dict = {}
+
+    def on_record(record, model):
+        if record["kind"] == "step" and record["step"] == pause_at:
+            control.pause()
+
+    def target():
+        out["result"] = train(config, control=control, on_record=on_record)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_pause_blocks_the_loop_until_resume(tiny_mnist, make_config):
+    control = WatchedControl()
+    thread, out = run_in_thread(make_config(max_steps=12, batch_size=64, log_every=1), control, 5)
+
+    assert control.blocked.wait(BOUND), "the loop never reached the pause"
+    thread.join(0.5)  # bounded: a loop that ignored the pause would finish or log meanwhile
+    assert thread.is_alive()
+    assert "result" not in out
+
+    control.resume()
+    thread.join(BOUND)
+    assert not thread.is_alive()
+    result = out["result"]
+    assert [r["step"] for r in step_records(result)] == list(range(1, 13))  # none lost
+    assert not result.stopped and result.steps == 12
+
+
+def test_stop_while_paused_mid_epoch_ends_promptly_without_an_epoch(tiny_mnist, make_config):
+    control = WatchedControl()
+    thread, out = run_in_thread(make_config(batch_size=64, log_every=1), control, 3)
+
+    assert control.blocked.wait(BOUND)
+    control.stop()
+    thread.join(BOUND)
+
+    assert not thread.is_alive()
+    result = out["result"]
+    assert result.stopped and result.steps == 3
+    assert "epoch" not in kinds(result)
+    assert result.epochs_completed == 0 and result.test_accuracy is None
+
+
+def test_stop_from_a_record_callback_ends_at_the_next_step(tiny_mnist, make_config):
+    control = Control()
+
+    def on_record(record, model):
+        if record["kind"] == "step" and record["step"] == 4:
+            control.stop()
+
+    result = train(make_config(batch_size=64, log_every=2), control=control, on_record=on_record)
+
+    assert result.stopped and result.steps == 4
+    assert kinds(result) == ["start", "step", "step"]
+
+
+def test_a_run_stopped_before_it_starts_does_no_steps(tiny_mnist, make_config):
+    control = Control()
+    control.stop()
+    result = train(make_config(), control=control)
+    assert kinds(result) == ["start"]
+    assert result.stopped and result.steps == 0 and result.test_accuracy is None
