@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 import time
 from dataclasses import asdict, fields
@@ -14,7 +16,7 @@ import numpy as np
 
 from . import checkpoints
 from .data import DataError
-from .training import PRESETS, ConfigError, TrainConfig, config_from_preset
+from .training import PRESETS, ConfigError, Control, TrainConfig, config_from_preset
 
 EXIT_USAGE = 2
 
@@ -131,6 +133,30 @@ class ProgressBar:
             self.stream.flush()
 
 
+@contextlib.contextmanager
+def _first_interrupt_stops(control: Control):
+    """Ctrl-C once: finish the current step, evaluate, save. Twice: abort at once."""
+
+    def handler(signum, frame):
+        if control.stopped:
+            raise KeyboardInterrupt
+        print(
+            "\nstopping: the last completed epoch will be saved (Ctrl-C again to abort)",
+            file=sys.stderr,
+        )
+        control.stop()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (e.g. called from a test's worker thread)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import train
 
@@ -144,8 +170,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
     if out.exists() and out.is_dir():
         raise _Usage(f"--out {out} is a directory")
-    result = train(config, on_record=ProgressBar(config.epochs))
+    control = Control()
+    with _first_interrupt_stops(control):
+        result = train(config, control=control, on_record=ProgressBar(config.epochs))
     epochs = [r for r in result.history if r["kind"] == "epoch"]
+    if not epochs:
+        print("stopped before the first epoch ended; nothing saved", file=sys.stderr)
+        return 130
     saved = checkpoints.save(
         out,
         config.model,

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -414,7 +414,7 @@ def train(
             config=asdict(config),
         )
     )
-    step = 0
+    step = evaluated_at = 0
     for epoch in range(1, config.epochs + 1):
         if step >= total_steps or control.stopped:
             break
@@ -467,6 +467,7 @@ def train(
         model.train()
         result.epochs_completed = epoch
         result.test_accuracy = test_accuracy
+        evaluated_at = step
         publish(
             dict(
                 kind="epoch",
@@ -482,10 +483,9 @@ def train(
             )
         )
     result.stopped = control.stopped
+    if result.stopped and result.epochs_completed and result.steps > evaluated_at:
+        # Stopped mid-epoch: the weights moved since the last test pass, and the accuracy
+        # reported (and saved with them) must describe the weights actually kept.
+        result.test_accuracy, _ = evaluate(model, test_split)
     model.eval()
     return result
-
-
-def with_overrides(config: TrainConfig, **changes: Any) -> TrainConfig:
-    """A copy of `config` with some fields changed (validated)."""
-    return replace(config, **changes).validate()

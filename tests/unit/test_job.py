@@ -341,7 +341,7 @@ def test_a_finished_run_saves_a_checkpoint_with_its_numbers(job, config, tmp_pat
     finish(job)
 
     snap = job.snapshot()
-    assert snap.state == "finished" and snap.message.startswith("Finished 1 epochs")
+    assert snap.state == "finished" and snap.message.startswith("Finished 1 epoch in")
     assert snap.eta_seconds is None
     assert snap.checkpoint == str(tmp_path / "runs" / "run-1-tutorial.pt")
     saved = checkpoints.load(snap.checkpoint)

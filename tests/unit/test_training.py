@@ -10,6 +10,7 @@ from itertools import pairwise
 import pytest
 import torch
 
+from mnist_demo import training
 from mnist_demo.training import (
     ConfigError,
     Control,
@@ -19,7 +20,6 @@ from mnist_demo.training import (
     random_shift,
     resolve_device,
     train,
-    with_overrides,
 )
 
 BOUND = 60.0  # seconds: generous upper bound for any wait on a loaded 2-core machine
@@ -93,17 +93,6 @@ def test_presets_take_overrides_and_refuse_unknowns():
         config_from_preset("turbo")
     with pytest.raises(ConfigError, match="colour"):
         config_from_preset("fast", colour="red")
-
-
-def test_with_overrides_validates_and_leaves_the_original_alone():
-    base = TrainConfig()
-    changed = with_overrides(base, epochs=5)
-    assert changed.epochs == 5 and base.epochs == 2
-    with pytest.raises(ConfigError):
-        with_overrides(base, lr=0.0)
-
-
-# --- learning-rate schedule ---------------------------------------------------------------------
 
 
 def test_onecycle_warms_up_peaks_then_decays_to_near_zero():
@@ -320,3 +309,33 @@ def test_a_run_stopped_before_it_starts_does_no_steps(tiny_mnist, make_config):
     result = train(make_config(), control=control)
     assert kinds(result) == ["start"]
     assert result.stopped and result.steps == 0 and result.test_accuracy is None
+
+
+def test_a_stop_after_an_epoch_reports_the_accuracy_of_the_weights_kept(
+    tiny_mnist, make_config, monkeypatch
+):
+    """Stopped mid-epoch 2: the accuracy returned is measured on the final weights."""
+    evaluated_at_steps = []
+    real_evaluate = training.evaluate
+
+    def counting_evaluate(model, split, *args, **kwargs):
+        evaluated_at_steps.append(len(steps))
+        return real_evaluate(model, split, *args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", counting_evaluate)
+    control = training.Control()
+    steps = []
+
+    def on_record(record, model):
+        if record["kind"] == "step":
+            steps.append(record["step"])
+            if record["epoch"] == 2:
+                control.stop()
+
+    result = training.train(
+        make_config(epochs=3, batch_size=256, log_every=2), control=control, on_record=on_record
+    )
+    assert result.stopped and result.epochs_completed == 1
+    assert len(evaluated_at_steps) == 2, "one pass after epoch 1, one on the weights kept"
+    assert evaluated_at_steps[1] > evaluated_at_steps[0]
+    assert result.test_accuracy is not None

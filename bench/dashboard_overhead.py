@@ -1,0 +1,100 @@
+"""What watching costs: default-settings training alone vs. from one click in the app with
+browser tabs open on the live dashboard; also how often the tabs' status line changed.
+
+    python bench/dashboard_overhead.py --tabs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _env import print_header
+
+from mnist_demo.training import config_from_preset, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support import launch  # noqa: E402  (the same launcher the browser tests use)
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+COUNT_CHANGES_JS = """() => { window.__changes = []; const el = document.querySelector('#status');
+  new MutationObserver(() => window.__changes.push(performance.now()))
+    .observe(el, {subtree: true, childList: true, characterData: true}); }"""
+
+
+def summarise(history: list[dict]) -> dict:
+    """Throughput over the whole run and training seconds until the first epoch at 99%."""
+    steps = [r for r in history if r["kind"] == "step"]
+    epochs = [r for r in history if r["kind"] == "epoch"]
+    hit = next((r for r in epochs if r["test_accuracy"] >= 99.0), None)
+    batch = next(r for r in history if r["kind"] == "start")["config"]["batch_size"]
+    return dict(
+        train_seconds=round(steps[-1]["train_seconds"], 2),
+        images_per_second=round(steps[-1]["step"] * batch / steps[-1]["train_seconds"]),
+        accuracy=[r["test_accuracy"] for r in epochs],
+        seconds_to_99=hit and round(hit["train_seconds"], 2),
+        records=len(steps),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tabs", type=int, default=2)
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    args = parser.parse_args()
+    print_header("cpu")
+    alone = summarise(train(config_from_preset("fast", log_every=10)).history)
+    print("alone:", json.dumps(alone), flush=True)
+
+    from playwright.sync_api import sync_playwright
+
+    app = launch(Path(tempfile.mkdtemp(prefix="bench-runs-")))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+        pages = []
+        for _ in range(args.tabs):
+            page = browser.new_context().new_page()
+            page.goto(app.url)
+            page.wait_for_selector("#start", timeout=60_000)
+            page.evaluate(COUNT_CHANGES_JS)
+            pages.append(page)
+        clicked = time.perf_counter()
+        pages[0].locator("#start").click()
+        job = app.dashboard.job
+        while job.snapshot().best_test_accuracy is None or job.snapshot().best_test_accuracy < 99:
+            if job.wait(0.2):
+                break
+        wall_to_99 = time.perf_counter() - clicked
+        job.wait(600)
+        rates = []
+        for page in pages:
+            stamps = page.evaluate("window.__changes")
+            span = (stamps[-1] - stamps[0]) / 1000 if len(stamps) > 1 else 0
+            rates.append(round((len(stamps) - 1) / span, 2) if span else 0.0)
+        browser.close()
+    in_app = summarise(job.snapshot().records)
+    app.close()
+    print("in app:", json.dumps(in_app))
+    slower = 100 * (1 - in_app["images_per_second"] / alone["images_per_second"])
+    print(f"\n| | alone | app + {args.tabs} tabs |\n|---|---|---|")
+    print(f"| images/s | {alone['images_per_second']} | {in_app['images_per_second']} |")
+    print(f"| training seconds to 99% | {alone['seconds_to_99']} | {in_app['seconds_to_99']} |")
+    print(f"| click to 99% (wall, s) | – | {wall_to_99:.1f} |")
+    print(f"| status-line updates per second, per tab | – | {rates} |")
+    print(f"\nthroughput cost of the dashboard: {slower:.1f}%")
+
+
+if __name__ == "__main__":
+    main()

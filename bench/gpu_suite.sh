@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Everything that needs a GPU, in one call that fits a short lease (see BENCHMARKS.md):
+# correctness of the graphed step, then the timings the issues ask for. Output: $OUT or ./gpu-out
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu-out}"; mkdir -p "$out"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
+python -m pytest -q -p no:cacheprovider tests/unit/test_cuda.py 2>&1 | tee "$out/cuda_tests.txt"
+python bench/tutorial_vs_ours.py --epochs 1 --device cuda 2>&1 | tee "$out/tutorial_vs_ours.txt"
+python bench/time_to_accuracy.py --runs 3 --device cuda 2>&1 | tee "$out/time_to_99.txt"
+python bench/time_to_accuracy.py --runs 3 --device cuda --no-cuda-graph 2>&1 \
+  | tee "$out/time_to_99_eager.txt"
+python bench/time_to_accuracy.py --preset improved --target 99.5 --runs 1 --device cuda 2>&1 \
+  | tee "$out/improved.txt"
