@@ -9,6 +9,7 @@ fallback; on CPU it runs eagerly in channels_last with a deliberate thread count
 from __future__ import annotations
 
 import copy
+import ctypes
 import functools
 import logging
 import math
@@ -16,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -260,6 +262,22 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 2000) -> tuple[fl
     return 100.0 * correct.item() / len(split), loss_sum.item() / len(split)
 
 
+@functools.cache
+def _keep_freed_memory() -> None:
+    """Ask glibc to reuse freed blocks instead of returning them to the kernel.
+
+    Each CPU step allocates a dozen 3-13 MB activations; glibc serves those with fresh mmaps,
+    so every step paid ~3,000 page faults (13-33% of a step's CPU time in our measurement).
+    Raising the mmap and trim thresholds keeps ~100 MB resident instead. No-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: the largest value glibc accepts
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def _memory_format(device: torch.device) -> torch.memory_format:
     # channels_last lets oneDNN run the convolutions without layout conversions: measured
     # faster on the CPU (BENCHMARKS.md); on CUDA the small convs gain nothing from it.
@@ -286,12 +304,15 @@ class _Step:
         # [sum of per-image loss, correct predictions]: read only at log points
         self.stats = torch.zeros(2, device=device)
 
-    def __call__(self, idx: torch.Tensor) -> None:
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gather, augment and normalise a batch where the data lives."""
         images = self.train.images[idx]
         if self.config.augment:
             images = random_shift(images, self.config.augment)
-        x = _layout(normalize(images), self.memory_format)  # (B, 1, 28, 28)
-        y = self.train.labels[idx]
+        return _layout(normalize(images), self.memory_format), self.train.labels[idx]
+
+    def __call__(self, idx: torch.Tensor) -> None:
+        x, y = self.batch(idx)  # (B, 1, 28, 28), (B,)
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -300,6 +321,67 @@ class _Step:
         with torch.no_grad():
             self.stats[0] += loss.detach() * y.numel()
             self.stats[1] += (logits.argmax(1) == y).sum()
+
+    def close(self) -> None:
+        pass
+
+
+class _ReplicatedStep(_Step):
+    """CPU data parallelism: one model replica per core, each on a slice of the batch.
+
+    The tutorial's ops are small (a 256-image step is ~40 ms), so OpenMP splitting each op
+    over two cores gains little and suffers badly when anything else runs; two threads that
+    each run whole forward/backward passes single-threaded scale better (BENCHMARKS.md).
+    Gradients are summed into the first replica, which the optimiser steps; the others then
+    copy its weights. BatchNorm sees per-slice statistics (like DDP without SyncBN), and
+    dropout draws from one generator in two threads, so the improved model is not
+    bit-repeatable here; the tutorial model is.
+    """
+
+    def __init__(self, model, optimizer, train: Split, config: TrainConfig, device, workers: int):
+        super().__init__(model, optimizer, train, config, device)
+        self.replicas = [model] + [copy.deepcopy(model) for _ in range(workers - 1)]
+        self.pool = ThreadPoolExecutor(
+            workers,
+            thread_name_prefix="replica",
+            initializer=torch.set_num_threads,
+            initargs=(1,),  # per thread under OpenMP: each replica runs on one core
+        )
+
+    @staticmethod
+    def _part(replica: nn.Module, x: torch.Tensor, y: torch.Tensor, total: int):
+        logits = replica(x)
+        loss = F.cross_entropy(logits, y, reduction="sum") / total  # slices sum to the mean
+        replica.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss.detach() * total, (logits.argmax(1) == y).sum()
+
+    def __call__(self, idx: torch.Tensor) -> None:
+        x, y = self.batch(idx)
+        k = len(self.replicas)
+        parts = list(
+            self.pool.map(self._part, self.replicas, x.chunk(k), y.chunk(k), [y.numel()] * k)
+        )
+        primary, others = self.replicas[0], self.replicas[1:]
+        with torch.no_grad():
+            for other in others:
+                for p, q in zip(primary.parameters(), other.parameters(), strict=True):
+                    p.grad += q.grad
+        self.optimizer.step()
+        with torch.no_grad():
+            for other in others:
+                for p, q in zip(primary.parameters(), other.parameters(), strict=True):
+                    q.copy_(p)
+            for group in zip(*(r.buffers() for r in self.replicas), strict=True):
+                if group[0].is_floating_point():  # BatchNorm running statistics: average
+                    group[0].copy_(torch.stack(group).mean(0))
+                for copy_ in group[1:]:
+                    copy_.copy_(group[0])
+            self.stats[0] += sum(loss for loss, _ in parts)
+            self.stats[1] += sum(correct for _, correct in parts)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
 class _GraphedStep:
@@ -336,6 +418,9 @@ class _GraphedStep:
         self.idx.copy_(idx)
         self.graph.replay()
 
+    def close(self) -> None:
+        pass
+
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
@@ -361,6 +446,10 @@ def _build_step(model, train, config, device, batch_size) -> tuple[Callable, str
         except Exception as err:  # capture is an optimisation: never fail a run over it
             log.warning("CUDA graph capture failed (%s); training eagerly", err)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=betas)
+    workers = min(config.threads or os.cpu_count() or 1, 8)
+    if device.type == "cpu" and workers > 1 and batch_size >= 8 * workers:
+        step = _ReplicatedStep(model, optimizer, train, config, device, workers)
+        return step, f"eager, {workers} replicas"
     return _Step(model, optimizer, train, config, device), "eager"
 
 
@@ -381,6 +470,7 @@ def train(
     control = control or Control()
     if device.type == "cpu":
         torch.set_num_threads(config.threads or os.cpu_count() or 1)
+        _keep_freed_memory()
     torch.manual_seed(config.seed)
     model = model if model is not None else build_model(config.model)
     model = model.to(device).to(memory_format=_memory_format(device)).train()
@@ -414,74 +504,77 @@ def train(
             config=asdict(config),
         )
     )
-    step = evaluated_at = 0
-    for epoch in range(1, config.epochs + 1):
-        if step >= total_steps or control.stopped:
-            break
-        perm = torch.randperm(n, device=device)
-        epoch_sums = [0.0, 0.0, 0.0]  # loss sum, correct, images
-        window_start = time.perf_counter()
-        window_images = 0
-        epoch_train_seconds = 0.0
-        for i in range(steps_per_epoch):
-            if step >= total_steps:
+    try:
+        step = evaluated_at = 0
+        for epoch in range(1, config.epochs + 1):
+            if step >= total_steps or control.stopped:
                 break
-            paused_for = control.wait_while_paused()
-            window_start += paused_for
-            if control.stopped:
-                break
-            _set_lr(optimizer, lr_at(config, step, total_steps))
-            step_fn(perm[i * batch_size : (i + 1) * batch_size])
-            step += 1
-            window_images += batch_size
-            if step % config.log_every == 0 or i == steps_per_epoch - 1 or step == total_steps:
-                loss_sum, correct = stats.tolist()  # the one host sync per window
-                stats.zero_()
-                seen = window_images
-                now = time.perf_counter()
-                window_seconds = now - window_start
-                epoch_train_seconds += window_seconds
-                result.train_seconds += window_seconds
-                epoch_sums = [
-                    a + b for a, b in zip(epoch_sums, (loss_sum, correct, seen), strict=True)
-                ]
-                publish(
-                    dict(
-                        kind="step",
-                        epoch=epoch,
-                        step=step,
-                        epoch_progress=(i + 1) / steps_per_epoch,
-                        loss=loss_sum / max(seen, 1),
-                        train_accuracy=100 * correct / max(seen, 1),
-                        lr=lr_at(config, step - 1, total_steps),
-                        samples_per_second=window_images / max(window_seconds, 1e-9),
-                        train_seconds=result.train_seconds,
+            perm = torch.randperm(n, device=device)
+            epoch_sums = [0.0, 0.0, 0.0]  # loss sum, correct, images
+            window_start = time.perf_counter()
+            window_images = 0
+            epoch_train_seconds = 0.0
+            for i in range(steps_per_epoch):
+                if step >= total_steps:
+                    break
+                paused_for = control.wait_while_paused()
+                window_start += paused_for
+                if control.stopped:
+                    break
+                _set_lr(optimizer, lr_at(config, step, total_steps))
+                step_fn(perm[i * batch_size : (i + 1) * batch_size])
+                step += 1
+                window_images += batch_size
+                if step % config.log_every == 0 or i == steps_per_epoch - 1 or step == total_steps:
+                    loss_sum, correct = stats.tolist()  # the one host sync per window
+                    stats.zero_()
+                    seen = window_images
+                    now = time.perf_counter()
+                    window_seconds = now - window_start
+                    epoch_train_seconds += window_seconds
+                    result.train_seconds += window_seconds
+                    epoch_sums = [
+                        a + b for a, b in zip(epoch_sums, (loss_sum, correct, seen), strict=True)
+                    ]
+                    publish(
+                        dict(
+                            kind="step",
+                            epoch=epoch,
+                            step=step,
+                            epoch_progress=(i + 1) / steps_per_epoch,
+                            loss=loss_sum / max(seen, 1),
+                            train_accuracy=100 * correct / max(seen, 1),
+                            lr=lr_at(config, step - 1, total_steps),
+                            samples_per_second=window_images / max(window_seconds, 1e-9),
+                            train_seconds=result.train_seconds,
+                        )
                     )
+                    window_start, window_images = time.perf_counter(), 0
+            result.steps = step
+            if control.stopped or epoch_sums[2] == 0:
+                break
+            eval_start = time.perf_counter()
+            test_accuracy, test_loss = evaluate(model, test_split)
+            model.train()
+            result.epochs_completed = epoch
+            result.test_accuracy = test_accuracy
+            evaluated_at = step
+            publish(
+                dict(
+                    kind="epoch",
+                    epoch=epoch,
+                    step=step,
+                    train_loss=epoch_sums[0] / epoch_sums[2],
+                    train_accuracy=100 * epoch_sums[1] / epoch_sums[2],
+                    test_accuracy=test_accuracy,
+                    test_loss=test_loss,
+                    epoch_seconds=epoch_train_seconds,
+                    eval_seconds=time.perf_counter() - eval_start,
+                    train_seconds=result.train_seconds,
                 )
-                window_start, window_images = time.perf_counter(), 0
-        result.steps = step
-        if control.stopped or epoch_sums[2] == 0:
-            break
-        eval_start = time.perf_counter()
-        test_accuracy, test_loss = evaluate(model, test_split)
-        model.train()
-        result.epochs_completed = epoch
-        result.test_accuracy = test_accuracy
-        evaluated_at = step
-        publish(
-            dict(
-                kind="epoch",
-                epoch=epoch,
-                step=step,
-                train_loss=epoch_sums[0] / epoch_sums[2],
-                train_accuracy=100 * epoch_sums[1] / epoch_sums[2],
-                test_accuracy=test_accuracy,
-                test_loss=test_loss,
-                epoch_seconds=epoch_train_seconds,
-                eval_seconds=time.perf_counter() - eval_start,
-                train_seconds=result.train_seconds,
             )
-        )
+    finally:
+        step_fn.close()  # the replicas' worker threads
     result.stopped = control.stopped
     if result.stopped and result.epochs_completed and result.steps > evaluated_at:
         # Stopped mid-epoch: the weights moved since the last test pass, and the accuracy

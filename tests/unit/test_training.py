@@ -339,3 +339,17 @@ def test_a_stop_after_an_epoch_reports_the_accuracy_of_the_weights_kept(
     assert len(evaluated_at_steps) == 2, "one pass after epoch 1, one on the weights kept"
     assert evaluated_at_steps[1] > evaluated_at_steps[0]
     assert result.test_accuracy is not None
+
+
+def test_cpu_replicas_train_like_one_model(tiny_mnist, make_config):
+    """Two replicas on two slices sum to the full-batch gradient: same losses, repeatably."""
+
+    def losses(threads: int) -> tuple[str, list[float]]:
+        result = training.train(make_config(threads=threads, max_steps=8, log_every=2))
+        return result.history[0]["mode"], [r["loss"] for r in result.history if r["kind"] == "step"]
+
+    mode_one, one = losses(1)
+    mode_two, two = losses(2)
+    assert mode_one == "eager" and mode_two == "eager, 2 replicas"
+    assert two == pytest.approx(one, rel=2e-3)
+    assert losses(2)[1] == two, "the tutorial model stays bit-repeatable with replicas"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Every CPU benchmark the issues name, one after another on an otherwise idle machine
+# (two processes sharing 2 cores cost 5-10x, so nothing else may run). Output: artifacts/bench/
+set -uo pipefail
+cd "$(dirname "$0")/.."
+py="${VENV:-.venv}/bin/python"
+out=artifacts/bench; mkdir -p "$out"
+run() { local name=$1; shift; echo "== $name: $*"; "$py" "$@" 2>&1 | tee "$out/$name.txt"; }
+run tutorial_vs_ours bench/tutorial_vs_ours.py --epochs 1 --device cpu
+run time_to_99 bench/time_to_accuracy.py --runs 3 --device cpu
+run dashboard_overhead bench/dashboard_overhead.py --tabs 2
+run predict_latency bench/predict_latency.py --reps 300 --files 10000
+run robustness bench/robustness_set.py --n 2000 --seed 0
+run load_test bench/load_test.py
