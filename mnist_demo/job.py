@@ -20,7 +20,7 @@ from torch import nn
 
 from . import checkpoints
 from .predict import Predictor
-from .training import Control, Record, TrainConfig, train
+from .training import ConfigError, Control, Record, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,6 @@ class TrainingJob:
         """Start a run unless one is active; ConfigError if the config is invalid."""
         config.validate()
         if config.epochs > self.limits.max_epochs:
-            from .training import ConfigError
-
             raise ConfigError(f"epochs are capped at {self.limits.max_epochs} on this server")
         with self._lock:
             if self._state in ACTIVE:
@@ -264,9 +262,10 @@ class TrainingJob:
                 self._message = f"Stopped{limit} after {result.steps} steps; test accuracy {acc}."
             else:
                 self._state = State.FINISHED
+                epochs = f"{result.epochs_completed} epoch" + "s" * (result.epochs_completed != 1)
                 self._message = (
-                    f"Finished {result.epochs_completed} epochs in "
-                    f"{result.train_seconds:.1f}s; test accuracy {acc}."
+                    f"Finished {epochs} in {result.train_seconds:.1f}s of training; "
+                    f"test accuracy {acc}. The Draw tab now uses these weights."
                 )
 
     def _on_record(

@@ -17,28 +17,56 @@ from .ui import CSS, THEME, Dashboard, build_app
 log = logging.getLogger(__name__)
 
 
+GOOD_ACCURACY = 90.0  # percent: a diverged run (say lr 10, ~10%) is saved but never reloaded
+
+
+def remove_stale_temp_files(runs_dir: Path) -> None:
+    """Delete half-written checkpoints that a killed save left behind (never loaded anyway)."""
+    for tmp in runs_dir.glob(".run-*.tmp") if runs_dir.is_dir() else []:
+        try:
+            tmp.unlink()
+            log.info("removed stale temporary file %s", tmp.name)
+        except OSError as err:
+            log.warning("could not remove %s: %s", tmp.name, err)
+
+
 def last_good_predictor(runs_dir: Path) -> Predictor:
-    """The newest loadable run in `runs_dir`, else the shipped tutorial checkpoint.
+    """The newest loadable run in `runs_dir` that tested >= 90%, else the shipped checkpoint.
 
     A file that fails to load (say, a crash mid-write left junk) is skipped with a warning:
     the app always starts, and never with broken weights.
     """
-    candidates = (
-        sorted(runs_dir.glob("run-*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-        if runs_dir.is_dir()
-        else []
-    )
-    for path in candidates:
+    for path in _newest_first(runs_dir.glob("run-*.pt") if runs_dir.is_dir() else []):
         try:
-            return Predictor(checkpoints.load(path), f"saved run {path.stem}", threads=1)
+            checkpoint = checkpoints.load(path)
         except checkpoints.CheckpointError as err:
-            log.warning("skipping unusable checkpoint: %s", err)
+            log.warning("skipping unusable checkpoint %s: %s", path.name, err)
+            continue
+        accuracy = checkpoint.metadata.get("test_accuracy")
+        if not isinstance(accuracy, (int, float)) or accuracy < GOOD_ACCURACY:
+            log.warning(
+                "skipping %s: test accuracy %s is below %s%%", path.name, accuracy, GOOD_ACCURACY
+            )
+            continue
+        return Predictor(checkpoint, f"saved run {path.stem}", threads=1)
     return Predictor(
         checkpoints.load(checkpoints.shipped("tutorial")), "shipped tutorial checkpoint", threads=1
     )
 
 
+def _newest_first(paths) -> list[Path]:
+    """Paths by modification time, newest first; a dangling link or a vanished file is left out."""
+    dated = []
+    for path in paths:
+        try:
+            dated.append((path.stat().st_mtime, path))
+        except OSError:
+            log.warning("skipping unreadable checkpoint entry: %s", path)
+    return [path for _, path in sorted(dated, reverse=True)]
+
+
 def create(settings: AppSettings) -> tuple[gr.Blocks, Dashboard]:
+    remove_stale_temp_files(settings.runs_dir)
     predictor = last_good_predictor(settings.runs_dir)
     job = TrainingJob(predictor, runs_dir=settings.runs_dir, limits=settings.limits)
     dashboard = Dashboard(job, predictor, settings)

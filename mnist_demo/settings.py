@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,13 @@ def _number(env: dict[str, str], name: str, default: float, minimum: float) -> f
     return value
 
 
+def _integer(env: dict[str, str], name: str, default: int, minimum: int) -> int:
+    value = _number(env, name, default, minimum)
+    if not math.isfinite(value) or value != int(value):  # int(inf) would raise OverflowError
+        raise SettingsError(f"{name} must be a whole number, got {env.get(name)}")
+    return int(value)
+
+
 def from_env(env: dict[str, str] | None = None, repo_root: Path | None = None) -> AppSettings:
     """Read MNIST_DEMO_* variables; a bad value raises SettingsError at start-up, not later."""
     env = dict(os.environ if env is None else env)
@@ -64,9 +72,12 @@ def from_env(env: dict[str, str] | None = None, repo_root: Path | None = None) -
     if training == "token" and not token:
         raise SettingsError("MNIST_DEMO_TRAINING=token needs MNIST_DEMO_TOKEN to be set")
     limits = JobLimits(
-        max_epochs=int(_number(env, "MNIST_DEMO_MAX_EPOCHS", 200, 1)),
+        max_epochs=_integer(env, "MNIST_DEMO_MAX_EPOCHS", 200, 1),
         max_seconds=_number(env, "MNIST_DEMO_MAX_SECONDS", math.inf, 1),
     )
+    max_file_size = (env.get("MNIST_DEMO_MAX_FILE_SIZE") or "5mb").strip()
+    if not re.fullmatch(r"\d+\s*[kmgt]?b", max_file_size, re.IGNORECASE):  # Gradio's format
+        raise SettingsError(f"MNIST_DEMO_MAX_FILE_SIZE={max_file_size!r} is not a size like 5mb")
     root = repo_root or Path(__file__).resolve().parent.parent
     runs_dir = Path(env.get("MNIST_DEMO_RUNS_DIR") or root / "runs")
     return AppSettings(
@@ -74,6 +85,6 @@ def from_env(env: dict[str, str] | None = None, repo_root: Path | None = None) -
         token=token,
         limits=limits,
         runs_dir=runs_dir,
-        max_file_size=env.get("MNIST_DEMO_MAX_FILE_SIZE", "5mb"),
-        queue_size=int(_number(env, "MNIST_DEMO_QUEUE_SIZE", 64, 1)),
+        max_file_size=max_file_size,
+        queue_size=_integer(env, "MNIST_DEMO_QUEUE_SIZE", 64, 1),
     )

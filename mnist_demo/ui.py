@@ -7,19 +7,21 @@ only lays out components and wires events. Nothing mutable lives at module level
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from typing import Any
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from . import charts
 from .drawpad import drawpad
 from .job import ACTIVE, Snapshot, TrainingJob
 from .predict import Prediction, Predictor
 from .settings import AppSettings
-from .sketch import SketchError, decode_data_url
+from .sketch import MAX_PIXELS, SketchError, decode_data_url
 from .training import ConfigError, available_devices, config_from_preset
 
 log = logging.getLogger(__name__)
@@ -268,9 +270,7 @@ class Dashboard:
 
 
 def _as_int(value: Any, name: str) -> int:
-    if value is None or isinstance(value, bool):
-        raise ConfigError(f"{name} is missing")
-    number = float(value)
+    number = _as_float(value, name)
     if not math.isfinite(number) or number != int(number):
         raise ConfigError(f"{name} must be a whole number, got {value!r}")
     return int(number)
@@ -279,7 +279,37 @@ def _as_int(value: Any, name: str) -> int:
 def _as_float(value: Any, name: str) -> float:
     if value is None or isinstance(value, bool):
         raise ConfigError(f"{name} is missing")
-    return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # API callers can send any JSON: "abc", [1], {}
+        raise ConfigError(f"{name} must be a number, got {value!r:.40}") from None
+
+
+def _check_editor_images(editor: gr.ImageEditor) -> gr.ImageEditor:
+    """Refuse huge or unreadable editor images from their header, before Gradio decodes them.
+
+    Gradio turns every ImageEditor image into a full-size RGBA array before the handler runs:
+    a 30 KB PNG of 10,000 x 10,000 pixels cost ~1.5 GB and 7 s (measured) per request.
+    """
+    convert = editor.convert_and_format_image
+
+    def checked(file: Any, flatten_on_white: bool = False) -> Any:
+        if file is not None:
+            source = file.path if hasattr(file, "path") else io.BytesIO(file)
+            try:
+                with Image.open(source) as im:
+                    width, height = im.size
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                raise gr.Error("image too large (decompression bomb?)") from None
+            except (OSError, SyntaxError, ValueError):
+                raise gr.Error("not an image file") from None
+            if width * height > MAX_PIXELS:
+                limit = f"limit {MAX_PIXELS // 1_000_000} megapixels"
+                raise gr.Error(f"image too large: {width}x{height} pixels ({limit})")
+        return convert(file, flatten_on_white)
+
+    editor.convert_and_format_image = checked
+    return editor
 
 
 def build_app(dashboard: Dashboard) -> gr.Blocks:
@@ -422,7 +452,9 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                     )
                     answered = gr.Markdown(elem_id="answered")
         # API only: /predict takes a Sketchpad/ImageEditor value, as gradio_client users send.
-        api_sketch = gr.ImageEditor(type="numpy", image_mode="RGBA", visible=False)
+        api_sketch = _check_editor_images(
+            gr.ImageEditor(type="numpy", image_mode="RGBA", visible=False)
+        )
         api_predict = gr.Button(visible=False)
         preset = gr.State("fast")
         seen_key = gr.State(None)

@@ -116,6 +116,16 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
 
 def test_layout_fits_a_phone(live_app, browser, screenshots):
     page = _open(browser, live_app.url, viewport=PHONE)
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"] + 1, f"page scrolls sideways on a phone ({width}px)"
-    page.screenshot(path=screenshots / "phone.png", full_page=True)
+    page.wait_for_function(
+        "/Idle|Stopped|Finished/.test(document.querySelector('#status').innerText)",
+        timeout=30_000,
+    )
+    for tab in ("Train", "Draw"):
+        page.get_by_role("tab", name=tab).click()
+        if tab == "Draw":
+            page.wait_for_selector("#drawpad canvas", timeout=10_000)
+            box = page.locator("#drawpad canvas").bounding_box()
+            assert box["width"] >= 250, "the canvas stays big enough to draw on with a thumb"
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"] + 1, f"{tab} tab scrolls sideways on a phone ({width}px)"
+        page.screenshot(path=screenshots / f"phone-{tab.lower()}.png", full_page=True)

@@ -1,0 +1,325 @@
+"""Many visitors drawing while the one job trains: prediction latency and training throughput.
+
+Launches the app in this process on a free loopback port. N gradio_client clients run in a
+second process (so their work does not share the server's GIL) and send drawings to
+/predict_file: first a short round with nothing training (the latency floor), then, after a
+default-settings run has been measured alone for a baseline, M drawings each while it trains.
+Every drawing is a different hand-jittered digit, as visitors' drawings are; `--same-image`
+sends one file from every client instead (Gradio 6.31 rewrites an identical cached output in
+place while another request may be downloading it). `--http` replaces gradio_client by plain
+HTTP doing what a browser tab does (upload, queue, result, preview image), which leaves out
+the client library's own CPU time.
+
+    python bench/load_test.py                                  # 20 clients x 25 predictions
+    python bench/load_test.py --clients 4 --requests 5 --baseline-seconds 5 --epochs 1
+    python bench/load_test.py --http                           # the server's share alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+DIGITS = "017"
+
+
+# --- the clients (the second process) -----------------------------------------------------------
+
+
+def draw(path: Path, rng, digit: str) -> Path:
+    """A digit from the browser test's strokes, each point and the pen width jittered."""
+    from PIL import Image, ImageDraw
+    from support import STROKES
+
+    image = Image.new("L", (400, 400), 255)
+    pen = ImageDraw.Draw(image)
+    for stroke in STROKES[digit]:
+        points = [
+            (200 + (x + rng.normal(0, 0.04)) * 120, 200 + (y + rng.normal(0, 0.04)) * 120)
+            for x, y in stroke
+        ]
+        pen.line(points, fill=0, width=int(rng.integers(20, 36)), joint="curve")
+    image.save(path)
+    return path
+
+
+class HttpVisitor:
+    """What a browser tab does for one drawing, in plain HTTP: upload, queue, result, image.
+
+    gradio_client spends ~150 ms of its own CPU per call on this machine; this measures the
+    server with almost none of that.
+    """
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=120)
+        deps = self.http.get("config").json()["dependencies"]
+        self.functions = {d.get("api_name"): i for i, d in enumerate(deps)}
+
+    def predict(self, value, api_name: str) -> list:
+        import uuid
+
+        def upload(path: str) -> dict:
+            with open(path, "rb") as f:
+                files = {"files": (Path(path).name, f.read(), "image/png")}
+            uploaded = self.http.post("gradio_api/upload", files=files)
+            uploaded.raise_for_status()
+            return {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
+
+        if api_name == "/predict":
+            data = {"background": upload(value["background"]), "layers": [], "composite": None}
+        else:
+            data = upload(value)
+        session = uuid.uuid4().hex
+        body = {"data": [data], "fn_index": self.functions[api_name[1:]], "session_hash": session}
+        self.http.post("gradio_api/queue/join", json=body).raise_for_status()
+        params = {"session_hash": session}
+        with self.http.stream("GET", "gradio_api/queue/data", params=params) as stream:
+            for line in stream.iter_lines():
+                message = json.loads(line[5:]) if line.startswith("data:") else {}
+                if message.get("msg") == "process_completed":
+                    break
+        if not message.get("success"):
+            raise RuntimeError(f"the app answered an error: {message.get('output')}")
+        out = message["output"]["data"]
+        if out[2]:  # the 28x28 preview, fetched as the browser would
+            self.http.get(out[2]["url"]).raise_for_status()
+        return out
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Connect N clients, say "ready", then run each round the parent asks for ("ROUND n")."""
+    from gradio_client import Client
+
+    connect = HttpVisitor if args.http else lambda url: Client(url, verbose=False)
+    connected = [connect(args.worker) for _ in range(args.clients)]  # not timed
+    folder = Path(tempfile.mkdtemp(prefix="load-test-"))
+    print("ready", flush=True)
+    for number, line in enumerate(sys.stdin):
+        result = run_round(args, connected, folder, number, requests=int(line.split()[1]))
+        print(json.dumps(result), flush=True)
+
+
+def run_round(args, connected: list, folder: Path, number: int, requests: int) -> dict:
+    """Every client sends `requests` drawings, one after another, all clients at once."""
+    import numpy as np
+    from gradio_client import handle_file
+
+    same = draw(folder / "same.png", np.random.default_rng(0), DIGITS[0])
+    results: list[dict] = []
+    barrier = threading.Barrier(len(connected))
+    deadline = time.monotonic() + args.max_seconds
+
+    def visitor(c: int) -> None:
+        client, rng = connected[c], np.random.default_rng([number, c])
+        barrier.wait()
+        for r in range(requests):
+            if time.monotonic() > deadline:
+                break
+            digit = DIGITS[0] if args.same_image else DIGITS[(c + r) % len(DIGITS)]
+            path = same if args.same_image else draw(folder / f"{c}-{r}.png", rng, digit)
+            value = str(path) if args.http else handle_file(str(path))
+            if args.endpoint == "/predict":
+                value = {"background": value, "layers": [], "composite": None}
+            start = time.perf_counter()
+            try:
+                out = client.predict(value, api_name=args.endpoint)
+                got = out[0].get("label") if isinstance(out[0], dict) else None
+                error = None if got is not None else f"no digit: {out[3][:80]}"
+            except Exception as err:  # counted and reported, never fatal
+                got, error = None, f"{type(err).__name__}: {str(err)[:120]}"
+            ms = 1000 * (time.perf_counter() - start)
+            results.append(dict(ms=ms, error=error, right=got == digit))
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=visitor, args=(c,)) for c in range(len(connected))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(args.max_seconds + 120)
+    return dict(seconds=time.perf_counter() - started, results=results)
+
+
+# --- the server, the run and the report (this process) ------------------------------------------
+
+
+class Clients:
+    """The client process, driven line by line; every read has a deadline."""
+
+    def __init__(self, url: str, args: argparse.Namespace) -> None:
+        command = [sys.executable, __file__, "--worker", url, "--clients", str(args.clients)]
+        command += ["--endpoint", args.endpoint, "--max-seconds", str(args.max_seconds)]
+        command += ["--same-image"] if args.same_image else []
+        command += ["--http"] if args.http else []
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.timeout = args.max_seconds + 300
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line.strip())
+        self.lines.put(None)
+
+    def read(self) -> str:
+        line = self.lines.get(timeout=self.timeout)
+        if line is None:
+            sys.exit(f"the client process ended (exit code {self.process.wait()})")
+        return line
+
+    def round(self, requests: int) -> dict:
+        self.process.stdin.write(f"ROUND {requests}\n")
+        self.process.stdin.flush()
+        while not (line := self.read()).startswith("{"):  # skip anything a library printed
+            continue
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def throughput(records: list[dict], batch_size: int) -> tuple[float | None, int]:
+    """Images per second of pure training between consecutive step records, and the steps."""
+    steps = [r for r in records if r["kind"] == "step"]
+    pairs = list(zip(steps, steps[1:], strict=False))
+    images = sum((b["step"] - a["step"]) * batch_size for a, b in pairs)
+    seconds = sum(b["train_seconds"] - a["train_seconds"] for a, b in pairs)
+    done = steps[-1]["step"] - steps[0]["step"] if steps else 0
+    return (images / seconds if seconds > 0 else None), done
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def row(name: str, load: dict, expected: int, train: str) -> tuple[str, list[float], list[str]]:
+    results = load["results"]
+    ms = [r["ms"] for r in results if r["error"] is None]
+    errors = [r["error"] for r in results if r["error"] is not None]
+    timing = (
+        f"{statistics.median(ms):.0f} | {percentile(ms, 0.95):.0f} | {max(ms):.0f}"
+        if ms
+        else "– | – | –"
+    )
+    line = (
+        f"| {name} | {len(results)}/{expected} | {len(errors)} "
+        f"| {sum(r['right'] for r in results)} | {timing} "
+        f"| {len(results) / load['seconds']:.1f} | {train} |"
+    )
+    return line, ms, errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=25, help="predictions per client")
+    parser.add_argument("--idle-requests", type=int, default=2, help="per client, before training")
+    endpoints = ["/predict_file", "/predict"]
+    parser.add_argument("--endpoint", default=endpoints[0], choices=endpoints)
+    parser.add_argument("--baseline-seconds", type=float, default=10.0)
+    parser.add_argument("--max-seconds", type=float, default=300.0, help="cap on each round")
+    parser.add_argument("--epochs", type=int, default=3, help="enough to outlast the load")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--same-image", action="store_true", help="one file from every client")
+    parser.add_argument("--http", action="store_true", help="plain HTTP clients, not gradio_client")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # the clients' URL
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    if args.worker:
+        return worker(args)
+
+    from _env import print_header
+
+    from mnist_demo import server
+    from mnist_demo.settings import AppSettings
+    from mnist_demo.training import resolve_device
+
+    device = str(resolve_device(args.device))
+    print_header(device)
+    kind = "plain-HTTP" if args.http else "gradio_client"
+    print(f"# load: {args.clients} {kind} clients x {args.requests} {args.endpoint}, loopback only")
+    settings = AppSettings(runs_dir=Path(tempfile.mkdtemp(prefix="load-test-runs-")))
+    demo, dashboard = server.create(settings)
+    port = free_port()
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **server.launch_kwargs(settings),
+    )
+    job = dashboard.job
+    clients = Clients(f"http://127.0.0.1:{port}/", args)
+    try:
+        assert clients.read() == "ready"
+        idle = clients.round(args.idle_requests) if args.idle_requests else None
+        controls = dashboard.apply_preset("fast")[1:]  # the Train tab's defaults, untouched
+        started = dashboard.start("fast", controls[0], args.epochs, *controls[2:], device)
+        print(f"# training: {started} (fast preset, {args.epochs} epochs)", flush=True)
+        deadline = time.monotonic() + 120
+        while job.snapshot().latest_step is None:  # data loading, then the first 10 steps
+            assert time.monotonic() < deadline and not job.wait(0.2), job.snapshot().message
+        base_from = job.snapshot().n_records - 1
+        time.sleep(args.baseline_seconds)  # the measurement window itself
+        load_from = job.snapshot().n_records - 1
+        load = clients.round(args.requests)
+        snap = job.snapshot()
+    finally:
+        clients.close()
+        job.stop()
+        job.wait(60)
+        demo.close()
+    batch = snap.config["batch_size"]
+    base_rate, base_steps = throughput(snap.records[base_from : load_from + 1], batch)
+    load_rate, load_steps = throughput(snap.records[load_from:], batch)
+
+    print(
+        "\n| round | done | errors | read right | p50 ms | p95 ms | max ms | req/s "
+        "| training img/s (steps) |"
+    )
+    print("|---" * 9 + "|")
+    idle_expected, idle_errors = args.clients * args.idle_requests, []
+    if idle:
+        idle_line, _, idle_errors = row("idle, no training", idle, idle_expected, "–")
+        print(idle_line)
+    alone = f"{base_rate:,.0f} ({base_steps})" if base_rate else "–"
+    window = f"training alone, {args.baseline_seconds:.0f} s"
+    print(f"| {window} | – | – | – | – | – | – | – | {alone} |")
+    train = f"{load_rate:,.0f} ({load_steps})" if load_rate else f"– ({load_steps})"
+    name = f"{args.clients} x {args.requests} while training"
+    load_line, ms, errors = row(name, load, args.clients * args.requests, train)
+    print(load_line)
+    for name, found in (("idle", idle_errors), ("while training", errors)):
+        for error in sorted(set(found))[:5]:
+            print(f"- {name}: error x{found.count(error)}: {error}")
+    complete = len(load["results"]) == args.clients * args.requests
+    print(
+        f"\ntargets: zero errors {'yes' if complete and not errors else 'NO'}; "
+        f"p95 <= 500 ms {'yes' if ms and percentile(ms, 0.95) <= 500 else 'NO'}; "
+        f"training progressing {'yes' if load_steps > 0 else 'NO'} "
+        f"(job {snap.state} when the load ended)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,673 @@
+"""Ready for a public Space: the app's handlers under bad input, abuse settings and concurrency.
+
+Handlers are called directly on a Dashboard (no server). Most training here is a stand-in for
+train() (the `fake` fixture): it emits the same records, honours pause and stop, and ends
+after `fake.steps` simulated steps, so the state machine can be hammered from many threads in
+well under a second. One test trains for real on a slice of MNIST while visitors draw.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import random
+import struct
+import threading
+import zlib
+from dataclasses import asdict, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFile
+
+from mnist_demo import checkpoints
+from mnist_demo import job as job_module
+from mnist_demo.job import JobLimits, TrainingJob
+from mnist_demo.models import build_model
+from mnist_demo.predict import Predictor
+from mnist_demo.settings import AppSettings, SettingsError, from_env
+from mnist_demo.training import Control, TrainResult
+from mnist_demo.ui import NO_DIGIT, Dashboard
+
+BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
+ARGS = dict(
+    preset="fast",
+    model="tutorial",
+    epochs=1,
+    batch_size=256,
+    lr=0.01,
+    schedule="onecycle",
+    augment=0,
+    seed=0,
+    device="cpu",
+)
+SETTLED = {"idle", "finished", "stopped"}
+VALID_STATES = SETTLED | {"running", "paused", "stopping", "failed"}
+pytestmark = [  # expected on the way to the messages these tests check
+    pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning"),
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+]
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped() -> checkpoints.Checkpoint:
+    return checkpoints.load(checkpoints.shipped("tutorial"))
+
+
+@pytest.fixture
+def make_dashboard(tmp_path, shipped):
+    """Dashboards on the shipped weights, writing to tmp_path/runs; all jobs joined afterwards."""
+    jobs: list[TrainingJob] = []
+
+    def make(limits: JobLimits | None = None, **settings) -> Dashboard:
+        predictor = Predictor(shipped, "shipped tutorial checkpoint", threads=1)
+        job = TrainingJob(predictor, runs_dir=tmp_path / "runs", limits=limits)
+        jobs.append(job)
+        return Dashboard(job, predictor, AppSettings(runs_dir=tmp_path / "runs", **settings))
+
+    yield make
+    for job in jobs:
+        job.stop()
+        assert job.wait(BOUND), "a training thread outlived its test"
+
+
+@pytest.fixture
+def dashboard(make_dashboard) -> Dashboard:
+    return make_dashboard()
+
+
+class EventControl(Control):
+    """A Control whose stop also wakes a simulated step at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.woken = threading.Event()
+
+    def stop(self) -> None:
+        super().stop()
+        self.woken.set()
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """Replace the job's train() by a stand-in: `steps` simulated steps of `step_seconds`."""
+    settings = SimpleNamespace(steps=3, step_seconds=0.002, calls=0)
+    model = build_model("tutorial")
+
+    def fake_train(config, *, control, on_record, **kwargs):
+        settings.calls += 1
+        total = settings.steps
+        on_record(
+            dict(
+                kind="start",
+                device="cpu (fake)",
+                mode="fake",
+                total_steps=total,
+                steps_per_epoch=total,
+                config=asdict(config),
+            ),
+            model,
+        )
+        done = 0
+        for step in range(1, total + 1):
+            control.wait_while_paused()
+            if control.stopped:
+                break
+            control.woken.wait(settings.step_seconds)  # the step's "work"; a stop cuts it short
+            done = step
+            on_record(
+                dict(
+                    kind="step",
+                    epoch=1,
+                    step=step,
+                    epoch_progress=step / total,
+                    loss=1.0,
+                    train_accuracy=50.0,
+                    lr=config.lr,
+                    samples_per_second=1000.0,
+                    train_seconds=0.001 * step,
+                ),
+                model,
+            )
+        return TrainResult(
+            model=model, config=config, device="cpu (fake)", steps=done, stopped=control.stopped
+        )
+
+    monkeypatch.setattr(job_module, "Control", EventControl)
+    monkeypatch.setattr(job_module, "train", fake_train)
+    return settings
+
+
+def training_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("training-run-")]
+
+
+def join_training_threads() -> None:
+    for thread in training_threads():
+        thread.join(BOUND)
+    assert training_threads() == [], "a training thread is still alive"
+
+
+# --- images -------------------------------------------------------------------------------------
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def blank_png(path: Path, width: int, height: int, rows: int | None = None) -> Path:
+    """A 1-bit black PNG of any size, compressed row by row: ~12 KB at 10,000 x 10,000.
+
+    With `rows` < height only that many rows follow the header: a decompression bomb needs
+    nothing more, since its size is refused from the header.
+    """
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    packer = zlib.compressobj(9)
+    row = bytes(1 + (width + 7) // 8)  # filter byte, then 8 pixels per byte
+    data = b"".join(packer.compress(row) for _ in range(height if rows is None else rows))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", data + packer.flush())
+        + _chunk(b"IEND", b"")
+    )
+    return path
+
+
+def digit_one(size: int = 64, mode: str = "L") -> Image.Image:
+    """A thick dark '1' on light paper."""
+    image = Image.new(mode, (size, size), 255 if mode == "L" else 65535)
+    ImageDraw.Draw(image).line([(size // 2, 4), (size // 2, size - 4)], fill=0, width=size // 10)
+    return image
+
+
+def canvas(dot: bool = False) -> dict:
+    """A Gradio ImageEditor value: transparent layers, ink only where drawn."""
+    layer = np.zeros((400, 400, 4), np.uint8)
+    if dot:
+        layer[195:205, 195:205, 3] = 255
+    background = np.full((400, 400, 4), 255, np.uint8)
+    return {"background": background, "layers": [layer], "composite": background}
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory) -> dict[str, object]:
+    """Everything a visitor might send that holds no readable digit (files made once)."""
+    tmp = tmp_path_factory.mktemp("bad-inputs")
+    good = io.BytesIO()
+    digit_one(280).save(good, "PNG")
+    (tmp / "truncated.png").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    (tmp / "text.png").write_text("hello, not an image")
+    (tmp / "empty.png").write_bytes(b"")
+    Image.new("L", (1, 1), 0).save(tmp / "one-pixel.png")
+    return {
+        "nothing": None,
+        "empty canvas": canvas(),
+        "empty editor value": {"background": None, "layers": [], "composite": None},
+        "single dot": canvas(dot=True),
+        "blank white page": np.full((300, 300, 3), 255, np.uint8),
+        "1x1 image": Image.new("L", (1, 1), 0),
+        "1x1 file": str(tmp / "one-pixel.png"),
+        "10000x10000 png": str(blank_png(tmp / "huge.png", 10_000, 10_000)),
+        "decompression bomb": str(blank_png(tmp / "bomb.png", 60_000, 60_000, rows=1)),
+        "text file": str(tmp / "text.png"),
+        "truncated png": str(tmp / "truncated.png"),
+        "empty file": str(tmp / "empty.png"),
+        "missing file": str(tmp / "nowhere.png"),
+        "garbage bytes": b"\x89PNG\r\n\x1a\n garbage",
+        "nan array": np.full((64, 64), np.nan, np.float32),
+        "inf array": np.full((64, 64), np.inf, np.float32),
+        "5-d array": np.zeros((2, 2, 2, 2, 2)),
+        "complex array": np.zeros((32, 32), np.complex64),
+        "a number": 7,
+        "a list": [[0, 1], [1, 0]],
+        "layers of different sizes": {
+            "layers": [np.zeros((40, 40, 4), np.uint8), np.zeros((50, 50, 4), np.uint8)]
+        },
+    }
+
+
+def assert_no_digit_message(out: tuple) -> str:
+    """The six outputs of a reading without a digit: no label, a short message for a person."""
+    confidences, _, preview, note, image28, version = out
+    assert confidences == {} and preview is None and image28 is None
+    assert isinstance(version, int)
+    assert note.startswith("⚠️ ") or note in NO_DIGIT.values(), note
+    assert len(note) < 400
+    return note
+
+
+# --- bad drawings and files ---------------------------------------------------------------------
+
+
+BAD = [
+    "nothing",
+    "empty canvas",
+    "empty editor value",
+    "single dot",
+    "blank white page",
+    "1x1 image",
+    "1x1 file",
+    "10000x10000 png",
+    "decompression bomb",
+    "text file",
+    "truncated png",
+    "empty file",
+    "missing file",
+    "garbage bytes",
+    "nan array",
+    "inf array",
+    "5-d array",
+    "complex array",
+    "a number",
+    "a list",
+    "layers of different sizes",
+]
+EXPECTED = {
+    "nothing": NO_DIGIT["empty"],
+    "empty canvas": NO_DIGIT["empty"],
+    "single dot": NO_DIGIT["a dot"],
+    "1x1 image": "need at least 8x8",
+    "10000x10000 png": "too large: 10000x10000",
+    "decompression bomb": "too large",
+    "text file": "not an image",
+    "truncated png": "cannot read",
+}
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_predict_answers_bad_input_with_a_message_and_never_raises(dashboard, bad_inputs, name):
+    value = bad_inputs[name]
+
+    note = assert_no_digit_message(dashboard.predict(value))
+
+    assert EXPECTED.get(name, "") in note
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("", NO_DIGIT["empty"]),
+        (None, NO_DIGIT["empty"]),
+        ("data:image/png;base64,!!!", "not valid base64"),
+        ("data:text/html;base64,PGgxPg==", "not an image data URL"),
+        ("javascript:alert(1)", "not an image data URL"),
+        ("data:image/png;base64," + base64.b64encode(b"GIF89a junk").decode(), "not an image"),
+        ("data:image/png;base64," + "A" * (9 * 1024 * 1024), "too large"),
+    ],
+    ids=["cleared", "none", "bad-base64", "not-image-mime", "js-url", "junk", "huge"],
+)
+def test_predict_drawing_answers_bad_data_urls_with_a_message(dashboard, url, expected):
+    assert expected in assert_no_digit_message(dashboard.predict_drawing(url))
+
+
+def test_an_oversized_image_is_refused_from_its_header_without_decoding(
+    dashboard, tmp_path, monkeypatch
+):
+    huge = blank_png(tmp_path / "huge.png", 10_000, 10_000)
+    assert huge.stat().st_size < 100_000  # tiny on the wire, 100 megapixels decoded
+
+    def no_decoding(image):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    for value in (str(huge), huge.read_bytes()):
+        assert "too large: 10000x10000" in assert_no_digit_message(dashboard.predict(value))
+
+
+def test_animated_gif_and_16_bit_tiff_are_read_not_refused(dashboard, tmp_path):
+    frames = [digit_one(64), Image.new("L", (64, 64), 255), Image.new("L", (64, 64), 0)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    digit_one(64, mode="I;16").save(tmp_path / "deep.tif")
+    assert Image.open(tmp_path / "deep.tif").mode == "I;16"
+
+    for path in ("anim.gif", "deep.tif"):
+        confidences, *_, note, image28, _version = dashboard.predict(str(tmp_path / path))
+        assert max(confidences, key=confidences.get) == "1", (path, note)
+        assert image28.shape == (28, 28)
+
+
+def test_a_failed_reading_leaves_the_next_good_one_working(dashboard, tmp_path):
+    assert_no_digit_message(dashboard.predict(str(blank_png(tmp_path / "h.png", 10_000, 10_000))))
+    confidences = dashboard.predict(digit_one(280))[0]
+    assert max(confidences, key=confidences.get) == "1"
+
+
+# --- bad hyperparameters ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, named",
+    [
+        ("lr", math.nan, "learning rate"),
+        ("lr", -0.01, "learning rate"),
+        ("lr", 0.0, "learning rate"),
+        ("lr", 1e9, "learning rate"),
+        ("lr", math.inf, "learning rate"),
+        ("lr", None, "learning rate"),
+        ("lr", "fast please", "learning rate"),
+        ("lr", [0.01], "learning rate"),
+        ("epochs", 0, "epochs"),
+        ("epochs", -1, "epochs"),
+        ("epochs", 10**6, "epochs"),
+        ("epochs", 1e300, "epochs"),
+        ("epochs", 2.5, "epochs"),
+        ("epochs", math.nan, "epochs"),
+        ("epochs", math.inf, "epochs"),
+        ("epochs", None, "epochs"),
+        ("epochs", True, "epochs"),
+        ("epochs", "three", "epochs"),
+        ("batch_size", 0, "batch size"),
+        ("batch_size", -5.0, "batch size"),
+        ("batch_size", 10**9, "batch size"),
+        ("batch_size", 64.5, "batch size"),
+        ("batch_size", None, "batch size"),
+        ("seed", -1, "seed"),
+        ("seed", 1e30, "seed"),
+        ("augment", 99, "augment"),
+        ("augment", 1.5, "augment"),
+        ("model", "resnet-1000", "model"),
+        ("schedule", "chaotic", "schedule"),
+        ("device", "meta", "device"),
+        ("device", "cuda:99", "cuda"),
+        ("preset", "bogus", "preset"),
+    ],
+)
+def test_start_refuses_bad_hyperparameters_with_a_message_and_starts_nothing(
+    dashboard, fake, field, value, named
+):
+    message = dashboard.start(**{**ARGS, field: value})
+
+    assert message.startswith("⚠️ ") and named in message, message
+    assert fake.calls == 0 and training_threads() == []
+    snap = dashboard.job.snapshot()
+    assert snap.state == "idle" and snap.run_id == 0 and snap.config is None
+
+
+def test_the_server_caps_epochs_below_the_sanity_limit(make_dashboard, fake):
+    dashboard = make_dashboard(limits=JobLimits(max_epochs=3))
+
+    assert dashboard.start(**{**ARGS, "epochs": 4}) == "⚠️ epochs are capped at 3 on this server"
+    assert fake.calls == 0
+    assert dashboard.start(**{**ARGS, "epochs": 3}) == "Run 1 started."
+    assert dashboard.job.wait(BOUND)
+
+
+# --- training off / token -----------------------------------------------------------------------
+
+
+def test_training_off_refuses_every_command_even_with_a_token(make_dashboard, fake):
+    dashboard = make_dashboard(training="off", token="s3cret")
+    commands = {
+        "start": lambda token: dashboard.start(**ARGS, token=token),
+        "pause": dashboard.pause,
+        "resume": dashboard.resume,
+        "stop": dashboard.stop,
+        "reset": dashboard.reset,
+    }
+
+    for name, command in commands.items():
+        for token in (None, "", "s3cret"):
+            assert command(token) == (
+                "Training is disabled on this server; the Draw tab still works."
+            ), name
+
+    assert fake.calls == 0 and dashboard.job.snapshot().run_id == 0
+    assert dashboard.status()["state"] == "idle"  # reading stays open
+    assert dashboard.predict(digit_one(280))[0]  # and so does drawing
+
+
+@pytest.mark.parametrize("wrong", [None, "", "s3cre", "s3cret ", "S3CRET", "s3cret\x00"])
+def test_token_mode_refuses_a_wrong_token_and_accepts_the_right_one(make_dashboard, fake, wrong):
+    fake.steps, fake.step_seconds = 1, BOUND  # the run lasts until stopped
+    dashboard = make_dashboard(training="token", token="s3cret")
+    refusal = "Training needs the access token of this server."
+
+    assert dashboard.start(**ARGS, token=wrong) == refusal
+    assert fake.calls == 0
+    assert dashboard.start(**ARGS, token="s3cret") == "Run 1 started."
+    for command in (dashboard.pause, dashboard.resume, dashboard.stop, dashboard.reset):
+        assert command(wrong) == refusal
+    assert dashboard.job.state.value == "running"
+    assert dashboard.pause("s3cret") == "Paused."
+    assert dashboard.resume("s3cret") == "Resumed."
+    assert dashboard.stop("s3cret") == "Stop requested."
+    assert dashboard.job.wait(BOUND)
+    assert dashboard.reset("s3cret").startswith("Reset.")
+
+
+def test_token_mode_without_a_token_refuses_everyone():
+    settings = AppSettings(training="token", token=None)
+    assert not any(settings.may_train(t) for t in (None, "", "None", "anything"))
+
+
+# --- settings from the environment --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"MNIST_DEMO_TRAINING": "maybe"}, "must be one of"),
+        ({"MNIST_DEMO_TRAINING": "token"}, "needs MNIST_DEMO_TOKEN"),
+        ({"MNIST_DEMO_TRAINING": "token", "MNIST_DEMO_TOKEN": ""}, "needs MNIST_DEMO_TOKEN"),
+        ({"MNIST_DEMO_MAX_EPOCHS": "many"}, "not a number"),
+        ({"MNIST_DEMO_MAX_EPOCHS": "0"}, "at least 1"),
+        ({"MNIST_DEMO_MAX_EPOCHS": "-3"}, "at least 1"),
+        ({"MNIST_DEMO_MAX_EPOCHS": "nan"}, "at least 1"),
+        ({"MNIST_DEMO_MAX_EPOCHS": "inf"}, "whole number"),
+        ({"MNIST_DEMO_MAX_EPOCHS": "2.5"}, "whole number"),
+        ({"MNIST_DEMO_MAX_SECONDS": "soon"}, "not a number"),
+        ({"MNIST_DEMO_MAX_SECONDS": "0"}, "at least 1"),
+        ({"MNIST_DEMO_MAX_SECONDS": "NaN"}, "at least 1"),
+        ({"MNIST_DEMO_QUEUE_SIZE": "0"}, "at least 1"),
+        ({"MNIST_DEMO_QUEUE_SIZE": "1e400"}, "whole number"),
+        ({"MNIST_DEMO_QUEUE_SIZE": "lots"}, "not a number"),
+        ({"MNIST_DEMO_MAX_FILE_SIZE": "big"}, "not a size"),
+        ({"MNIST_DEMO_MAX_FILE_SIZE": "-1mb"}, "not a size"),
+        ({"MNIST_DEMO_MAX_FILE_SIZE": "5 parsecs"}, "not a size"),
+    ],
+)
+def test_from_env_refuses_bad_values_at_start_up(env, message):
+    with pytest.raises(SettingsError, match=message):
+        from_env(env)
+
+
+def test_from_env_reads_a_public_space_configuration(tmp_path):
+    settings = from_env(
+        {
+            "MNIST_DEMO_TRAINING": " Token ",
+            "MNIST_DEMO_TOKEN": "s3cret",
+            "MNIST_DEMO_MAX_EPOCHS": "5",
+            "MNIST_DEMO_MAX_SECONDS": "300",
+            "MNIST_DEMO_QUEUE_SIZE": "8.0",
+            "MNIST_DEMO_MAX_FILE_SIZE": "2 MB",
+            "MNIST_DEMO_RUNS_DIR": str(tmp_path),
+        }
+    )
+
+    assert (settings.training, settings.token) == ("token", "s3cret")
+    assert settings.limits.max_epochs == 5 and settings.limits.max_seconds == 300.0
+    assert settings.queue_size == 8 and settings.max_file_size == "2 MB"
+    assert settings.runs_dir == tmp_path
+    assert not settings.may_train("wrong") and settings.may_train("s3cret")
+
+
+def test_from_env_defaults_allow_local_use():
+    settings = from_env({})
+    assert settings.training == "on" and settings.may_train(None)
+    assert settings.limits.max_epochs == 200 and settings.limits.max_seconds == math.inf
+    assert settings.queue_size == 64 and settings.max_file_size == "5mb"
+
+
+# --- concurrency --------------------------------------------------------------------------------
+
+
+def test_fifty_simultaneous_starts_start_exactly_one_run(dashboard, fake):
+    fake.steps, fake.step_seconds = 1, BOUND  # the run lasts until stopped
+    barrier = threading.Barrier(50)
+    answers: list[str] = []
+
+    def press_start() -> None:
+        barrier.wait(BOUND)
+        answers.append(dashboard.start(**ARGS))
+
+    visitors = [threading.Thread(target=press_start) for _ in range(50)]
+    for thread in visitors:
+        thread.start()
+    for thread in visitors:
+        thread.join(BOUND)
+
+    assert len(answers) == 50
+    assert answers.count("Run 1 started.") == 1
+    assert all("already running" in a for a in answers if a != "Run 1 started."), set(answers)
+    assert fake.calls == 1 and len(training_threads()) == 1
+    assert dashboard.job.snapshot().run_id == 1
+    assert dashboard.stop() == "Stop requested."
+    assert dashboard.job.wait(BOUND)
+    assert dashboard.job.snapshot().state == "stopped"
+    join_training_threads()
+
+
+def check_snapshot(snap, last_run_id: int) -> list[str]:
+    """What must hold in any snapshot, whatever the interleaving of commands."""
+    problems = []
+    if snap.state not in VALID_STATES:
+        problems.append(f"unknown state {snap.state}")
+    if snap.run_id < last_run_id:
+        problems.append(f"run_id went back from {last_run_id} to {snap.run_id}")
+    if snap.n_records != len(snap.records):
+        problems.append("n_records disagrees with the records")
+    if any(r["run_id"] != snap.run_id for r in snap.records):
+        problems.append(f"records of another run in run {snap.run_id}")
+    if snap.state == "idle" and (snap.records or snap.config is not None):
+        problems.append("idle with a log or a config")
+    if snap.state in {"running", "paused", "stopping"} and snap.config is None:
+        problems.append(f"{snap.state} without a config")
+    if snap.state not in {"running", "paused", "stopping"} and snap.eta_seconds is not None:
+        problems.append(f"an ETA while {snap.state}")
+    return problems
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_interleavings_of_commands_leave_a_consistent_state(dashboard, fake, seed):
+    fake.steps, fake.step_seconds = 5, 0.01  # runs of ~50 ms: long enough to be paused
+    commands = {
+        "start": lambda: dashboard.start(**ARGS),
+        "pause": dashboard.pause,
+        "resume": dashboard.resume,
+        "stop": dashboard.stop,
+        "reset": dashboard.reset,
+    }
+    barrier = threading.Barrier(8)
+    answers: list[tuple[str, str]] = []
+    crashes: list[BaseException] = []
+    done = threading.Event()
+    problems: list[str] = []
+
+    def visitor(n: int) -> None:
+        rng = random.Random(seed * 100 + n)
+        barrier.wait(BOUND)
+        try:
+            for _ in range(60):
+                name = rng.choice(list(commands))
+                answers.append((name, commands[name]()))
+        except BaseException as err:  # recorded, then the test fails on it
+            crashes.append(err)
+
+    def viewer() -> None:
+        last = 0
+        while not done.wait(0.001):  # a dashboard tab polling while the buttons are pressed
+            snap = dashboard.job.snapshot()
+            problems.extend(check_snapshot(snap, last))
+            last = snap.run_id
+            if dashboard.status()["state"] not in VALID_STATES:
+                problems.append("the /status endpoint answered an unknown state")
+
+    watching = threading.Thread(target=viewer)
+    watching.start()
+    visitors = [threading.Thread(target=visitor, args=(n,)) for n in range(8)]
+    for thread in visitors:
+        thread.start()
+    for thread in visitors:
+        thread.join(BOUND)
+    done.set()
+    watching.join(BOUND)
+
+    assert not crashes and not any(t.is_alive() for t in visitors + [watching])
+    assert not problems, problems[:5]
+    assert len(answers) == 8 * 60
+    assert all(isinstance(message, str) and message for _, message in answers)
+    started = sorted(
+        int(m.split()[1]) for name, m in answers if name == "start" and m.endswith("started.")
+    )
+    run_id = dashboard.job.snapshot().run_id
+    assert run_id >= 1 and started == list(range(1, run_id + 1)) and fake.calls == run_id
+    # Whatever happened, one stop brings the job to rest and the next start works.
+    dashboard.stop()
+    assert dashboard.job.wait(BOUND)
+    join_training_threads()
+    snap = dashboard.job.snapshot()
+    assert snap.state in SETTLED and not check_snapshot(snap, run_id)
+    assert dashboard.start(**ARGS) == f"Run {run_id + 1} started."
+    assert dashboard.job.wait(BOUND) and dashboard.job.state.value == "finished"
+
+
+def test_visitors_draw_while_a_real_run_publishes_new_weights(
+    make_dashboard, tiny_mnist, monkeypatch
+):
+    """Eight visitors keep drawing during a short real run; every answer is a digit."""
+    real_train = job_module.train
+    monkeypatch.setattr(  # one torch thread, as conftest explains: the cores are shared
+        job_module, "train", lambda config, **kw: real_train(replace(config, threads=1), **kw)
+    )
+    dashboard = make_dashboard(limits=JobLimits(publish_interval=0.0))
+    digit = digit_one(280)
+    first_version = dashboard.predictor.version.number
+    seen: list[list[int]] = [[] for _ in range(8)]
+    crashes: list[BaseException] = []
+    finished = threading.Event()
+
+    def visitor(n: int) -> None:
+        try:
+            while len(seen[n]) < 400:  # bounded, and ends with the run
+                out = dashboard.predict(digit)
+                assert out[0] and out[3].startswith("Answered by"), out[3]
+                seen[n].append(out[5])
+                if finished.wait(0.1):  # a visitor's pace; the pad re-scores once a second
+                    return
+        except BaseException as err:
+            crashes.append(err)
+
+    visitors = [threading.Thread(target=visitor, args=(n,)) for n in range(8)]
+    for thread in visitors:
+        thread.start()
+    assert dashboard.start(**{**ARGS, "batch_size": 64}) == "Run 1 started."
+    assert dashboard.job.wait(BOUND)
+    finished.set()
+    for thread in visitors:
+        thread.join(BOUND)
+
+    assert not crashes, crashes[:1]
+    assert dashboard.job.state.value == "finished"
+    assert all(versions == sorted(versions) for versions in seen)  # never older weights
+    assert max(max(v) for v in seen) > first_version  # the visitors saw live weights
+    assert dashboard.predictor.version.label == "training run 1, epoch 1 (final)"
+
+
+def test_a_viewer_that_goes_away_does_not_stop_the_run(dashboard, fake):
+    """Closing a tab only stops its polling; nothing a tab holds can end the shared job."""
+    fake.steps, fake.step_seconds = 1, BOUND
+    assert dashboard.start(**ARGS) == "Run 1 started."
+    dashboard.tick(None)  # the tab that pressed Start renders once, then is closed
+
+    assert dashboard.job.state.value == "running"
+    assert dashboard.tick(None)[0].startswith("**Running** · run 1")  # a new tab sees the run
+    assert dashboard.status()["state"] == "running"
+    assert dashboard.stop() == "Stop requested."
+    assert dashboard.job.wait(BOUND)
