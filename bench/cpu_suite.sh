@@ -12,3 +12,5 @@ run dashboard_overhead bench/dashboard_overhead.py --tabs 2
 run predict_latency bench/predict_latency.py --reps 300 --files 10000
 run robustness bench/robustness_set.py --n 2000 --seed 0
 run load_test bench/load_test.py
+run load_test_http bench/load_test.py --http
+run load_test_http_1thread bench/load_test.py --http --train-threads 1

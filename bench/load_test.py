@@ -240,6 +240,12 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=300.0, help="cap on each round")
     parser.add_argument("--epochs", type=int, default=3, help="enough to outlast the load")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--train-threads",
+        type=int,
+        default=0,
+        help="the app's MNIST_DEMO_TRAIN_THREADS (0 = all cores)",
+    )
     parser.add_argument("--same-image", action="store_true", help="one file from every client")
     parser.add_argument("--http", action="store_true", help="plain HTTP clients, not gradio_client")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # the clients' URL
@@ -258,7 +264,9 @@ def main() -> None:
     print_header(device)
     kind = "plain-HTTP" if args.http else "gradio_client"
     print(f"# load: {args.clients} {kind} clients x {args.requests} {args.endpoint}, loopback only")
-    settings = AppSettings(runs_dir=Path(tempfile.mkdtemp(prefix="load-test-runs-")))
+    settings = AppSettings(
+        runs_dir=Path(tempfile.mkdtemp(prefix="load-test-runs-")), train_threads=args.train_threads
+    )
     demo, dashboard = server.create(settings)
     port = free_port()
     demo.launch(

@@ -30,6 +30,7 @@ class AppSettings:
     max_file_size: str = "5mb"  # uploads larger than this are refused by Gradio itself
     queue_size: int = 64  # requests waiting beyond this are refused with "queue full"
     default_device: str = "auto"  # preselected in the Train tab's device menu
+    train_threads: int = 0  # CPU cores for training (0 = all); fewer keeps a core for visitors
 
     def may_train(self, token: str | None) -> bool:
         """Server-side check for every state-changing request (start, pause, stop, reset)."""
@@ -87,4 +88,5 @@ def from_env(env: dict[str, str] | None = None, repo_root: Path | None = None) -
         runs_dir=runs_dir,
         max_file_size=max_file_size,
         queue_size=_integer(env, "MNIST_DEMO_QUEUE_SIZE", 64, 1),
+        train_threads=_integer(env, "MNIST_DEMO_TRAIN_THREADS", 0, 0),
     )

@@ -144,6 +144,7 @@ class Dashboard:
                 seed=_as_int(seed, "seed"),
                 device=(device or "auto"),
                 log_every=10,  # records at >= 2 Hz on a 2-core CPU, for live charts
+                threads=self.settings.train_threads,
             )
             ok, message = self.job.start(config)
         except ConfigError as err:
