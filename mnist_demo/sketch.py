@@ -32,14 +32,20 @@ NOISE_FLOOR = 0.15  # after normalising, ink under 15% of full strength is haze,
 MIN_BOX_FRACTION = 0.02  # ink box under 2% of the canvas side: a speck (a 10%-tall '1' is 5x that)
 MIN_BOX_PX = 3  # ...and never fewer than 3 px, whatever the canvas
 MIN_ELONGATION = 2.0  # box not twice the stroke width: a tap of the brush (Gradio's is 4% wide)
+MAX_DOT = 0.1  # ...and under 10% of the canvas' shorter side: thick 0s, 6s and 8s are stubby too
+SOLID = 0.75  # ...or solid, at any size: a disc's mean run is 0.79 of it, the heaviest digits' 0.65
 MIN_MASS_PER_SIDE = 0.5  # ink too sparse to form a stroke across its box: scattered specks
 BOX = 20  # MNIST's digit box and frame
 FRAME = 28
-WORK_BOX = 80  # intermediate 4x resolution where thin strokes are thickened
-# Strokes thinner than this (px at the 20-px scale) are thickened to it. MNIST's strokes are
-# 1.1-2 px in its thinnest '1's and ~3 px at the median, so 2 px leaves 90% of MNIST as is
-# while a fine pen on a big canvas (often under 1 px after the 40x shrink) becomes legible.
-TARGET_STROKE = 2.0
+WORK_BOX = 80  # intermediate 4x resolution where strokes are measured, thickened or thinned
+# Stroke width, px at the 20-px scale, as `_crest_width` measures it: MNIST's is 1.4 (5th
+# percentile), 2.1 (median) and 3.5 (95th). Strokes outside STROKE_RANGE are redrawn: a fine
+# pen on a big canvas (often under 1 px after the 40x shrink) is thickened to TARGET_STROKE
+# (thin strokes read worse than thick ones), a fat brush thinned only to THINNED_STROKE, as
+# erosion cannot reopen the loops it closed and deletes any part thinner than itself.
+STROKE_RANGE = (1.2, 3.5)
+TARGET_STROKE = 2.25
+THINNED_STROKE = 3.0
 CORE_QUANTILE = 0.7  # the brightest 30% of ink is 1.0, as in MNIST (~40% of pixels > 0.5)
 
 
@@ -265,6 +271,49 @@ def _dilate(a: np.ndarray, r: int) -> np.ndarray:
     return v
 
 
+def _erosions(a: np.ndarray) -> list[np.ndarray]:
+    """`a` (uint8) and its grey erosions by octagons of radius 1, 2, ... while ink is left.
+
+    Crosses and 3x3 squares in turn grow an octagon, the cheapest near-disc: strokes thin by
+    the same amount whatever their direction. Paper (0) lies beyond the border.
+    """
+    out = [a]
+    p = _pad(a, 1, 1, 1, 1)
+    while True:
+        if len(out) % 2:  # cross
+            q = np.minimum(p[:-2, 1:-1], p[2:, 1:-1])
+            np.minimum(q, p[1:-1, :-2], out=q)
+            np.minimum(q, p[1:-1, 2:], out=q)
+            np.minimum(q, p[1:-1, 1:-1], out=q)
+        else:  # square, separably
+            h = np.minimum(p[:, :-2], p[:, 2:])
+            np.minimum(h, p[:, 1:-1], out=h)
+            q = np.minimum(h[:-2], h[2:])
+            np.minimum(q, h[1:-1], out=q)
+        if not q.any():
+            return out
+        out.append(q)
+        p[1:-1, 1:-1] = q
+
+
+def _crest_width(erosions: list[np.ndarray]) -> float:
+    """Stroke width in px: twice the median distance to paper along the strokes' crests.
+
+    Summing the erosions gives each pixel its octagonal distance to paper, anti-aliased edges
+    counting in fractions, so the width resolves ~0.25 px. Crests (local maxima, >= half
+    strength) are the strokes' centre lines; their median ignores ends, joints and blobs. The
+    run lengths of `_stroke_width` read round strokes (0, 6, 8) ~1.5x too wide; this does not.
+    """
+    d = np.zeros((erosions[0].shape[0] + 2, erosions[0].shape[1] + 2), np.uint16)
+    c = d[1:-1, 1:-1]
+    for e in erosions:
+        c += e
+    rows = np.maximum(np.maximum(d[:, :-2], d[:, 2:]), d[:, 1:-1])
+    peak = np.maximum(np.maximum(rows[:-2], rows[2:]), rows[1:-1])  # 3x3 maximum
+    crest = (c >= peak) & (c >= 128)
+    return 2 * float(np.median(c[crest])) / 255 - 0.5 if crest.any() else 0.0
+
+
 def _resize(a: np.ndarray, side: int) -> np.ndarray:
     """Scale so the longer side is `side`: area-average down (anti-aliased), bilinear up."""
     h, w = a.shape
@@ -290,13 +339,24 @@ def _stretch(a: np.ndarray) -> np.ndarray:
 
 def _to_frame(ink: np.ndarray, width: float) -> np.ndarray:
     """Cropped uint8 ink -> 28x28 MNIST frame: 20-px box, MNIST strokes, mass centre at 14."""
-    a = _resize(ink, WORK_BOX).astype(np.float32) / 255  # 8-bit PIL resize: SIMD-fast
+    a8 = _resize(ink, WORK_BOX)  # 8-bit PIL resize: SIMD-fast
+    a = a8.astype(np.float32) / 255
     t = width * WORK_BOX / max(ink.shape)  # stroke width at the 4x working scale
     if t < 1:  # sub-pixel strokes were averaged into faint lines: give them back their ink
         a = np.minimum(a / max(t, 0.01), 1.0)
-    r = round((TARGET_STROKE * WORK_BOX / BOX - max(t, 1.0)) / 2)
-    if r > 0:  # thin pen on a big canvas: thicken to MNIST's stroke before the last shrink
-        a = _dilate(a, r)
+        a8 = np.rint(a * 255).astype(np.uint8)
+    erosions = _erosions(a8)
+    stroke = _crest_width(erosions) * BOX / WORK_BOX  # px at the 20-px scale
+    if stroke < STROKE_RANGE[0]:  # thin pen on a big canvas: thicken before the last shrink
+        r = round((TARGET_STROKE - stroke) * WORK_BOX / BOX / 2)
+        if r > 0:
+            a = _dilate(a, r)
+    elif stroke > STROKE_RANGE[1]:  # fat brush: thin the strokes, then crop to what is left
+        r = round((stroke - THINNED_STROKE) * WORK_BOX / BOX / 2)
+        if 0 < r < len(erosions) and erosions[r].max() >= 128:
+            e = erosions[r]
+            rows, cols = np.flatnonzero(e.any(axis=1)), np.flatnonzero(e.any(axis=0))
+            a = e[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32) / 255
     a = _stretch(_resize(a, BOX))
     h, w = a.shape
     mass = a.sum()
@@ -325,7 +385,9 @@ def analyse(image: ImageInput) -> SketchInfo:
     }
     if side < max(MIN_BOX_PX, MIN_BOX_FRACTION * max(big_h, big_w)):
         reason = "too small"
-    elif side < MIN_ELONGATION * width:
+    elif side < MIN_ELONGATION * width and (
+        side < MAX_DOT * min(big_h, big_w) or width > SOLID * side
+    ):
         reason = "a dot"
     elif np.count_nonzero(ink >= 128) < MIN_MASS_PER_SIDE * side:
         reason = "specks"
