@@ -14,3 +14,4 @@ run robustness bench/robustness_set.py --n 2000 --seed 0
 run load_test bench/load_test.py
 run load_test_http bench/load_test.py --http
 run load_test_http_1thread bench/load_test.py --http --train-threads 1
+run robustness_improved bench/robustness_set.py --n 2000 --seed 0 --model improved

@@ -22,6 +22,8 @@ from gradio_client import Client, handle_file
 from PIL import Image
 from support import draw_digit_png, launch
 
+from mnist_demo import server
+
 pytestmark = [
     pytest.mark.api,
     pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning"),  # expected
@@ -197,7 +199,7 @@ def test_training_off_hides_the_endpoints_and_refuses_raw_calls(locked, raw):
 
 def test_status_and_drawing_work_with_training_off(locked, digit7):
     client = client_for(locked)
-    assert client.predict(api_name="/status")["weights"]["model"] == "tutorial"
+    assert client.predict(api_name="/status")["weights"]["model"] == server.DRAW_MODEL
     assert label(client.predict(handle_file(str(digit7)), api_name="/predict_file")) == "7"
 
 

@@ -11,6 +11,7 @@ from gradio_client import handle_file
 from PIL import Image
 from support import draw_digit_png
 
+from mnist_demo import server
 from mnist_demo.data import BUNDLED_DIR
 
 pytestmark = pytest.mark.api
@@ -91,7 +92,7 @@ def test_predict_file_explains_a_bad_file(client, tmp_path):
 def test_status_reports_state_and_weights(client):
     status = client.predict(api_name="/status")
     assert status["state"] in {"idle", "finished", "stopped"}
-    assert status["weights"]["model"] == "tutorial"
+    assert status["weights"]["model"] == server.DRAW_MODEL
     assert "records" not in status
 
 

@@ -225,10 +225,9 @@ def test_with_no_loadable_run_the_app_falls_back_to_the_shipped_checkpoint(tmp_p
     runs.mkdir()
     (runs / "run-1-tutorial.pt").write_bytes(b"PK\x03\x04 not really a zip")
 
-    assert server.last_good_predictor(runs).version.label == "shipped tutorial checkpoint"
-    assert server.last_good_predictor(tmp_path / "missing").version.label == (
-        "shipped tutorial checkpoint"
-    )
+    shipped = f"shipped {server.DRAW_MODEL} checkpoint"
+    assert server.last_good_predictor(runs).version.label == shipped
+    assert server.last_good_predictor(tmp_path / "missing").version.label == shipped
 
 
 def test_a_diverged_run_is_never_the_model_a_restart_loads(tmp_path):
