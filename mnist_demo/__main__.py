@@ -8,7 +8,7 @@ import json
 import signal
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def _first_interrupt_stops(control: Control):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import train
+    from .training import save_result, train
 
     overrides = {
         f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "cuda_graph"
@@ -177,17 +177,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not epochs:
         print("stopped before the first epoch ended; nothing saved", file=sys.stderr)
         return 130
-    saved = checkpoints.save(
-        out,
-        config.model,
-        result.model.state_dict(),
-        config=asdict(config),
-        epoch=result.epochs_completed,
-        test_accuracy=result.test_accuracy,
-        device=result.device,
-        train_seconds=round(result.train_seconds, 3),
-        history=epochs,
-    )
+    saved = save_result(out, result)
     summary = {
         "test_accuracy": result.test_accuracy,
         "train_seconds": round(result.train_seconds, 3),

@@ -20,7 +20,7 @@ from torch import nn
 
 from . import checkpoints
 from .predict import Predictor
-from .training import ConfigError, Control, Record, TrainConfig, train
+from .training import ConfigError, Control, Record, TrainConfig, save_result, train
 
 log = logging.getLogger(__name__)
 
@@ -235,17 +235,7 @@ class TrainingJob:
         saved = None
         if result.epochs_completed:
             try:
-                saved = checkpoints.save(
-                    self.runs_dir / f"run-{run_id}-{config.model}.pt",
-                    config.model,
-                    result.model.state_dict(),
-                    config=asdict(config),
-                    epoch=result.epochs_completed,
-                    test_accuracy=result.test_accuracy,
-                    device=result.device,
-                    train_seconds=round(result.train_seconds, 3),
-                    history=[r for r in result.history if r["kind"] == "epoch"],
-                )
+                saved = save_result(self.runs_dir / f"run-{run_id}-{config.model}.pt", result)
             except OSError as err:
                 log.error("could not save run %d: %s", run_id, err)
             self._publish(

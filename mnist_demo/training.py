@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import checkpoints
 from .data import IMAGE_SIDE, Split, load_split, normalize
 from .models import MODELS, build_model
 
@@ -582,3 +584,18 @@ def train(
         result.test_accuracy, _ = evaluate(model, test_split)
     model.eval()
     return result
+
+
+def save_result(path: Path | str, result: TrainResult) -> Path:
+    """Save a run's weights with what produced them (config, epochs, accuracy, time, history)."""
+    return checkpoints.save(
+        path,
+        result.config.model,
+        result.model.state_dict(),
+        config=asdict(result.config),
+        epoch=result.epochs_completed,
+        test_accuracy=result.test_accuracy,
+        device=result.device,
+        train_seconds=round(result.train_seconds, 3),
+        history=[r for r in result.history if r["kind"] == "epoch"],
+    )
