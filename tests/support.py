@@ -13,6 +13,18 @@ from mnist_demo import server
 from mnist_demo.settings import AppSettings
 from mnist_demo.ui import Dashboard
 
+# The Train tab's controls for a short default run, as the API and the handlers take them.
+TRAINING_ARGS = dict(
+    model="tutorial",
+    epochs=1,
+    batch_size=256,
+    lr=0.01,
+    schedule="onecycle",
+    augment=0,
+    seed=0,
+    device="cpu",
+)
+
 
 @dataclass
 class LiveApp:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
-from support import draw_digit_png, launch
+from support import TRAINING_ARGS, draw_digit_png, launch
 
 from mnist_demo import server
 
@@ -40,16 +40,6 @@ TRAINING = {
     "/stop_training",
     "/reset_training",
 }
-TRAINING_ARGS = dict(
-    model="tutorial",
-    epochs=1,
-    batch_size=256,
-    lr=0.01,
-    schedule="onecycle",
-    augment=0,
-    seed=0,
-    device="cpu",
-)
 OFF = "Training is disabled on this server; the Draw tab still works."
 
 

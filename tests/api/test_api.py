@@ -9,24 +9,12 @@ import numpy as np
 import pytest
 from gradio_client import handle_file
 from PIL import Image
-from support import draw_digit_png
+from support import TRAINING_ARGS, draw_digit_png
 
 from mnist_demo import server
 from mnist_demo.data import BUNDLED_DIR
 
 pytestmark = pytest.mark.api
-
-TRAINING_ARGS = dict(
-    model="tutorial",
-    epochs=1,
-    batch_size=256,
-    lr=0.01,
-    schedule="onecycle",
-    augment=0,
-    seed=0,
-    device="cpu",
-    token="",
-)
 
 
 def _label(result) -> str | None:
@@ -97,9 +85,9 @@ def test_status_reports_state_and_weights(client):
 
 
 def test_training_starts_reports_progress_and_stops(client, live_app):
-    message = client.predict(**TRAINING_ARGS, api_name="/start_training")
+    message = client.predict(**TRAINING_ARGS, token="", api_name="/start_training")
     assert "started" in message.lower()
-    again = client.predict(**TRAINING_ARGS, api_name="/start_training")
+    again = client.predict(**TRAINING_ARGS, token="", api_name="/start_training")
     assert "already" in again.lower()
     status = _wait_status(client, lambda s: s["latest_step"] is not None)
     assert status["state"] == "running"

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFile
+from support import TRAINING_ARGS
 
 from mnist_demo import checkpoints
 from mnist_demo import job as job_module
@@ -33,17 +34,7 @@ from mnist_demo.training import Control, TrainResult
 from mnist_demo.ui import NO_DIGIT, Dashboard
 
 BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
-ARGS = dict(
-    preset="fast",
-    model="tutorial",
-    epochs=1,
-    batch_size=256,
-    lr=0.01,
-    schedule="onecycle",
-    augment=0,
-    seed=0,
-    device="cpu",
-)
+ARGS = dict(preset="fast", **TRAINING_ARGS)
 SETTLED = {"idle", "finished", "stopped"}
 VALID_STATES = SETTLED | {"running", "paused", "stopping", "failed"}
 pytestmark = [  # expected on the way to the messages these tests check
