@@ -28,7 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    app_settings = dataclasses.replace(settings.from_env(), default_device=args.device)
+    try:
+        app_settings = dataclasses.replace(settings.from_env(), default_device=args.device)
+    except settings.SettingsError as err:
+        parser.error(str(err))  # one line and exit code 2, before anything starts
     if args.device not in available_devices():
         parser.error(f"--device {args.device}: choose from {', '.join(available_devices())}")
     demo, _ = server.create(app_settings)
