@@ -93,6 +93,11 @@ def reading_hints(prediction: Prediction) -> list[str]:
     return hints
 
 
+def _or_none(frame):
+    """An empty frame leaves Gradio 6.31's native plot unable to draw later updates."""
+    return frame if len(frame) else None
+
+
 def _preview(image28: np.ndarray | None) -> np.ndarray | None:
     if image28 is None:
         return None
@@ -182,9 +187,9 @@ class Dashboard:
         return (
             status_markdown(snap),
             snap.message,
-            charts.loss_frame(records),
-            charts.accuracy_frame(records),
-            charts.speed_frame(records),
+            _or_none(charts.loss_frame(records)),
+            _or_none(charts.accuracy_frame(records)),
+            _or_none(charts.speed_frame(records)),
             gr.Plot(
                 value=charts.tutorial_figure(records) if epochs else None, visible=bool(epochs)
             ),
