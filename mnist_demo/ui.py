@@ -173,11 +173,16 @@ class Dashboard:
     def tick(self, seen: tuple | None) -> tuple:
         """Redraw only when the job moved since this tab last looked (cheap otherwise)."""
         snap = self.job.snapshot()
-        key = (snap.run_id, snap.n_records, snap.state, snap.message)
-        if seen is not None and tuple(seen) == key:
-            return (gr.skip(),) * 8 + (seen,)
         records = snap.records
         epochs = [r for r in records if r["kind"] == "epoch"]
+        key = (snap.run_id, snap.n_records, snap.state, snap.message, len(epochs))
+        if seen is not None and tuple(seen) == key:
+            return (gr.skip(),) * 8 + (seen,)
+        # The matplotlib figure costs ~100 ms of CPU: draw it only when an epoch was added.
+        figure_moved = seen is None or tuple(seen[:1]) + tuple(seen[-1:]) != (
+            snap.run_id,
+            len(epochs),
+        )
         active = snap.state in {s.value for s in ACTIVE}
         download = (
             gr.DownloadButton(value=snap.checkpoint, visible=True)
@@ -190,9 +195,9 @@ class Dashboard:
             _or_none(charts.loss_frame(records)),
             _or_none(charts.accuracy_frame(records)),
             _or_none(charts.speed_frame(records)),
-            gr.Plot(
-                value=charts.tutorial_figure(records) if epochs else None, visible=bool(epochs)
-            ),
+            gr.Plot(value=charts.tutorial_figure(records) if epochs else None, visible=bool(epochs))
+            if figure_moved
+            else gr.skip(),
             download,
             gr.Timer(value=ACTIVE_TICK if active else IDLE_TICK),
             key,
