@@ -68,11 +68,15 @@ def main() -> None:
             page = browser.new_context().new_page()
             page.goto(app.url)
             page.wait_for_selector("#start", timeout=60_000)
+            page.wait_for_function("/Idle/.test(document.querySelector('#status').innerText)")
             page.evaluate(COUNT_CHANGES_JS)
             pages.append(page)
         clicked = time.perf_counter()
         pages[0].locator("#start").click()
         job = app.dashboard.job
+        pages[0].wait_for_function(
+            "/Running/.test(document.querySelector('#status').innerText)", timeout=30_000
+        )  # the click travels through the queue before the job exists
         while job.snapshot().best_test_accuracy is None or job.snapshot().best_test_accuracy < 99:
             if job.wait(0.2):
                 break
