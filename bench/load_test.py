@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import queue
-import socket
 import statistics
 import subprocess
 import sys
@@ -191,12 +190,6 @@ class Clients:
         self.process.wait(60)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def throughput(records: list[dict], batch_size: int) -> tuple[float | None, int]:
     """Images per second of pure training between consecutive step records, and the steps."""
     steps = [r for r in records if r["kind"] == "step"]
@@ -255,29 +248,18 @@ def main() -> None:
         return worker(args)
 
     from _env import print_header
+    from support import launch  # the same launcher the api and browser tests use
 
-    from mnist_demo import server
-    from mnist_demo.settings import AppSettings
     from mnist_demo.training import resolve_device
 
     device = str(resolve_device(args.device))
     print_header(device)
     kind = "plain-HTTP" if args.http else "gradio_client"
     print(f"# load: {args.clients} {kind} clients x {args.requests} {args.endpoint}, loopback only")
-    settings = AppSettings(
-        runs_dir=Path(tempfile.mkdtemp(prefix="load-test-runs-")), train_threads=args.train_threads
-    )
-    demo, dashboard = server.create(settings)
-    port = free_port()
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        **server.launch_kwargs(settings),
-    )
+    app = launch(Path(tempfile.mkdtemp(prefix="load-test-runs-")), train_threads=args.train_threads)
+    dashboard, demo = app.dashboard, app.demo
     job = dashboard.job
-    clients = Clients(f"http://127.0.0.1:{port}/", args)
+    clients = Clients(app.url, args)
     try:
         assert clients.read() == "ready"
         idle = clients.round(args.idle_requests) if args.idle_requests else None

@@ -73,3 +73,13 @@ def trained_tutorial(mnist: tuple[Split, Split]) -> TrainResult:
     result = training.train(config)
     torch.set_num_threads(TEST_THREADS)
     return result
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory):
+    """The real app on a free loopback port, for the api and browser tiers."""
+    from support import launch
+
+    app = launch(tmp_path_factory.mktemp("runs"))
+    yield app
+    app.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,6 +37,16 @@ class LiveApp:
         self.dashboard.job.stop()
         self.dashboard.job.wait(30)
         self.demo.close()
+
+
+def wait_status(client, predicate, timeout: float = 60.0) -> dict:
+    """Poll /status until `predicate` holds or `timeout` passes; return the last status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.predict(api_name="/status")
+        if predicate(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)  # polling a remote server: there is no event to wait on
 
 
 def free_port() -> int:

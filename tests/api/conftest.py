@@ -1,12 +1,4 @@
 import pytest
-from support import launch
-
-
-@pytest.fixture(scope="module")
-def live_app(tmp_path_factory):
-    app = launch(tmp_path_factory.mktemp("runs"))
-    yield app
-    app.close()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
-from support import TRAINING_ARGS, draw_digit_png, launch
+from support import TRAINING_ARGS, draw_digit_png, launch, wait_status
 
 from mnist_demo import server
 
@@ -130,15 +130,6 @@ def blank_png(path: Path, width: int, height: int, rows: int | None = None) -> P
         + chunk(b"IEND", b"")
     )
     return path
-
-
-def wait_status(client: Client, predicate, timeout: float = BOUND) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = client.predict(api_name="/status")
-        if predicate(status) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.2)  # polling a remote server: there is no event to wait on
 
 
 # --- what is public -----------------------------------------------------------------------------

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import time
 
 import numpy as np
 import pytest
 from gradio_client import handle_file
 from PIL import Image
-from support import TRAINING_ARGS, draw_digit_png
+from support import TRAINING_ARGS, draw_digit_png, wait_status
 
 from mnist_demo import server
 from mnist_demo.data import BUNDLED_DIR
@@ -25,15 +24,6 @@ def _mnist_test_digit(index: int) -> tuple[np.ndarray, int]:
     images = gzip.decompress((BUNDLED_DIR / "t10k-images-idx3-ubyte.gz").read_bytes())[16:]
     labels = gzip.decompress((BUNDLED_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes())[8:]
     return np.frombuffer(images, np.uint8).reshape(-1, 28, 28)[index], labels[index]
-
-
-def _wait_status(client, predicate, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = client.predict(api_name="/status")
-        if predicate(status) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.2)  # polling a remote server: there is no event to wait on
 
 
 def test_only_documented_endpoints_are_public(client):
@@ -89,12 +79,12 @@ def test_training_starts_reports_progress_and_stops(client, live_app):
     assert "started" in message.lower()
     again = client.predict(**TRAINING_ARGS, token="", api_name="/start_training")
     assert "already" in again.lower()
-    status = _wait_status(client, lambda s: s["latest_step"] is not None)
+    status = wait_status(client, lambda s: s["latest_step"] is not None)
     assert status["state"] == "running"
     assert status["latest_step"]["samples_per_second"] > 0
     assert status["weights"]["label"].startswith("training run")
     client.predict(token="", api_name="/stop_training")
-    status = _wait_status(client, lambda s: s["state"] == "stopped", timeout=30)
+    status = wait_status(client, lambda s: s["state"] == "stopped", timeout=30)
     assert status["state"] == "stopped"
     client.predict(token="", api_name="/reset_training")
     assert client.predict(api_name="/status")["state"] == "idle"

@@ -2,7 +2,6 @@ import os
 import shutil
 
 import pytest
-from support import launch
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -13,13 +12,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-@pytest.fixture(scope="module")
-def live_app(tmp_path_factory):
-    app = launch(tmp_path_factory.mktemp("runs"))
-    yield app
-    app.close()
 
 
 @pytest.fixture(scope="module")
