@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import signal
 import sys
 import time
@@ -97,9 +98,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 class ProgressBar:
     """One line per epoch on stderr: a bar, loss, accuracy, speed and ETA."""
 
-    def __init__(self, epochs: int, stream=None, width: int = 24) -> None:
+    def __init__(self, epochs: float, stream=None, width: int = 24) -> None:
         # sys.stderr is looked up per bar, not once at import, so redirections reach it.
-        self.epochs, self.stream, self.width = epochs, stream or sys.stderr, width
+        self.stream, self.width = stream or sys.stderr, width
+        self.epochs = math.ceil(epochs)  # a 1.5-epoch run shows two bars, the last one short
         self.tty = self.stream.isatty()
         self.total_steps = 0
 
@@ -108,7 +110,8 @@ class ProgressBar:
         if kind == "start":
             self.total_steps = record["total_steps"]
             print(
-                f"training on {record['device']} ({record['mode']}), {record['total_steps']} steps",
+                f"training on {record['device']} ({record['mode']}), {record['total_steps']} steps "
+                f"({record['config']['epochs']:g} epochs)",
                 file=self.stream,
             )
         elif kind == "step" and self.tty:
@@ -181,7 +184,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = {
         "test_accuracy": result.test_accuracy,
         "train_seconds": round(result.train_seconds, 3),
-        "epochs": result.epochs_completed,
+        "epochs": result.epochs_completed,  # test passes: a 1.5-epoch run has two
+        "epochs_trained": epochs[-1]["epochs_done"],
         "steps": result.steps,
         "device": result.device,
         "model": config.model,

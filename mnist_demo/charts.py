@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from .history import RunSummary
 
 Record = dict[str, Any]
 
@@ -37,6 +41,11 @@ def _epoch_position(record: Record) -> float:
     return round(record["epoch"] - 1 + record["epoch_progress"], 3)
 
 
+def _epochs_done(record: Record) -> float:
+    """Where an epoch record sits on the epoch axis: 1.5 after half of a second epoch."""
+    return record.get("epochs_done", record["epoch"])
+
+
 def loss_frame(records: Sequence[Record]) -> pd.DataFrame:
     """log10 of the training loss per logged step (the tutorial plots loss on a log axis)."""
     rows = [
@@ -53,7 +62,7 @@ def accuracy_frame(records: Sequence[Record]) -> pd.DataFrame:
         for r in _steps(records)
     ]
     rows += [
-        {"epoch": float(r["epoch"]), "accuracy": r["test_accuracy"], "series": "test"}
+        {"epoch": float(_epochs_done(r)), "accuracy": r["test_accuracy"], "series": "test"}
         for r in records
         if r["kind"] == "epoch"
     ]
@@ -85,7 +94,7 @@ def tutorial_figure(records: Sequence[Record]):
     from matplotlib.figure import Figure
 
     epochs = [r for r in records if r["kind"] == "epoch"]
-    x = [r["epoch"] for r in epochs]
+    x = [_epochs_done(r) for r in epochs]
     fig = Figure(figsize=(5, 3.2), dpi=100, layout="constrained")
     ax1 = fig.add_subplot()
     ax1.plot(x, [r["train_loss"] for r in epochs], "-o", color=LOSS_COLOR, label="train loss")
@@ -104,3 +113,38 @@ def tutorial_figure(records: Sequence[Record]):
     ax2.tick_params(axis="y", labelcolor=ACC_COLOR)
     fig.legend(loc="outside lower center", ncols=3, fontsize="small", frameon=False)
     return fig
+
+
+def history_frame(runs: Sequence[RunSummary]) -> pd.DataFrame:
+    """Test accuracy per epoch of several runs, long format, for one overlaid line chart.
+
+    Run ids restart at 1 when the app restarts, so a label that is already taken gets the
+    run's finishing time appended: each run keeps its own line and colour.
+    """
+    rows: list[Record] = []
+    seen: set[str] = set()
+    for run in runs:
+        base = run.label
+        label = f"{base} ({run.finished_at[11:16]})" if base in seen else base  # HH:MM
+        copy = 2
+        while label in seen:
+            label, copy = f"{base} ({copy})", copy + 1
+        seen.add(label)
+        rows += [
+            {"epoch": _epochs_done(point), "test_accuracy": point["test_accuracy"], "run": label}
+            for point in run.epochs_curve
+            if "epoch" in point and "test_accuracy" in point
+        ]
+    return pd.DataFrame(rows, columns=["epoch", "test_accuracy", "run"])
+
+
+def figure_png(records: Sequence[Record], path: Path | str) -> Path:
+    """Save the tutorial figure as a PNG file (e.g. for a download button)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = tutorial_figure(records)
+    try:
+        fig.savefig(path, format="png")
+    finally:
+        fig.clear()  # a bare Figure is not tracked by pyplot; clearing frees its artists now
+    return path

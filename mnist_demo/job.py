@@ -19,8 +19,17 @@ from typing import Any
 from torch import nn
 
 from . import checkpoints
+from .history import RunHistory, summarise
 from .predict import Predictor
-from .training import ConfigError, Control, Record, TrainConfig, save_result, train
+from .training import (
+    ConfigError,
+    Control,
+    Evaluation,
+    Record,
+    TrainConfig,
+    save_result,
+    train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +93,10 @@ class TrainingJob:
         self._lock = threading.Lock()
         self._state = State.IDLE
         self._records: list[Record] = []
-        self._run_id = 0
+        self.history = RunHistory(self.runs_dir / "history.json")
+        # Run ids go on from the saved history, so a restart never reuses a checkpoint name.
+        self._run_id = self.history.next_run_id() - 1
+        self._evaluation: tuple[str, Evaluation] | None = None
         self._message = "Ready. Press Start to train."
         self._config: TrainConfig | None = None
         self._control: Control | None = None
@@ -113,6 +125,7 @@ class TrainingJob:
             self._control = Control()
             self._checkpoint = None
             self._best = None
+            self._evaluation = None
             self._started_at = time.monotonic()
             self._paused_seconds = 0.0
             self._message = f"Run {self._run_id} started."
@@ -172,6 +185,7 @@ class TrainingJob:
             self._config = None
             self._checkpoint = None
             self._best = None
+            self._evaluation = None
             self._message = "Reset. Press Start to train."
             return True, self._message
 
@@ -183,6 +197,11 @@ class TrainingJob:
         return self.state not in ACTIVE
 
     # --- reading (any thread) -----------------------------------------------------------------
+
+    def evaluation(self) -> tuple[str, Evaluation] | None:
+        """The current run's latest test pass (every image's probabilities) and its label."""
+        with self._lock:
+            return self._evaluation
 
     @property
     def state(self) -> State:
@@ -225,6 +244,7 @@ class TrainingJob:
                 config,
                 control=control,
                 on_record=lambda r, m: self._on_record(r, m, config, control, run_id),
+                on_evaluation=lambda r, e: self._on_evaluation(r, e, run_id),
             )
         except Exception as err:  # the server must outlive any training failure
             log.exception("training run %d failed", run_id)
@@ -243,6 +263,10 @@ class TrainingJob:
                 result.model,
                 f"training run {run_id}, epoch {result.epochs_completed} (final)",
             )
+        state = "stopped" if result.stopped else "finished"
+        summary = summarise(run_id, result.history, state, result.device)
+        if summary is not None:
+            self.history.add(summary)  # logs, never raises, when the file cannot be written
         with self._lock:
             self._checkpoint = saved
             acc = f"{result.test_accuracy:.2f}%" if result.test_accuracy is not None else "n/a"
@@ -280,6 +304,14 @@ class TrainingJob:
             progress = record["epoch"] - 1 + record["epoch_progress"]
             self._publish(config, model, f"training run {run_id}, epoch {progress:.2f}")
 
+    def _on_evaluation(self, record: Record, evaluation: Evaluation, run_id: int) -> None:
+        if record["kind"] == "epoch":
+            label = f"training run {run_id}, epoch {record['epoch']}"
+        else:
+            label = f"training run {run_id}, final weights"
+        with self._lock:
+            self._evaluation = (label, evaluation)
+
     def _publish(self, config: TrainConfig, model: nn.Module, label: str) -> None:
         self._last_publish = time.monotonic()
         if self.predictor is not None:
@@ -294,6 +326,6 @@ def _eta(
         return None
     remaining_steps = start["total_steps"] - step["step"]
     per_step = step["train_seconds"] / step["step"]
-    evals_left = config.epochs - (epoch["epoch"] if epoch else 0)
+    evals_left = math.ceil(config.epochs) - (epoch["epoch"] if epoch else 0)
     eval_seconds = epoch["eval_seconds"] if epoch else 0.0
     return max(0.0, remaining_steps * per_step + evals_left * eval_seconds)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoints
-from .data import MEAN, STD
+from . import checkpoints, insight
+from .data import MEAN, STD, normalize
 from .sketch import SketchInfo, analyse
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,17 @@ class Prediction:
     image: np.ndarray | None  # the (28, 28) float image the network saw, white ink on black
     version: WeightsVersion
     sketch: SketchInfo | None = None  # what preprocessing saw: why no digit, ink box, stroke
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """An answer with its evidence: which ink pushed it, and what each conv stage saw."""
+
+    label: int
+    probabilities: np.ndarray  # (10,) float32
+    saliency: np.ndarray  # (28, 28) float32 in [0, 1], see insight.saliency
+    feature_maps: list[np.ndarray]  # per conv stage, (C, H, W) float32
+    version: WeightsVersion
 
 
 class Predictor:
@@ -104,6 +115,42 @@ class Predictor:
         probabilities, version = self.predict_arrays(image28[None])
         p = probabilities[0]
         return Prediction(int(p.argmax()), p, image28, version, info)
+
+    def explain(self, image28: np.ndarray) -> Explanation:
+        """A (28, 28) image in [0, 1] -> its answer, saliency and feature maps, one weights set."""
+        model, version = self._current()  # one snapshot: a swap mid-way cannot mix weights
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        image = np.asarray(image28, dtype=np.float32)
+        maps = insight.feature_maps(model, image)  # validates the image
+        x = (torch.from_numpy(image)[None, None] - MEAN) / STD  # (1, 1, 28, 28)
+        with torch.inference_mode():
+            p = torch.softmax(model(x), dim=1)[0].numpy()
+        label = int(p.argmax())
+        heat = insight.saliency(model, image, target=label)
+        return Explanation(label, p, heat, maps, version)
+
+    def predict_split(
+        self, images_u8: np.ndarray | torch.Tensor, batch_size: int = 500
+    ) -> tuple[np.ndarray, WeightsVersion]:
+        """(N, 28, 28) uint8 MNIST images -> (N, 10) probabilities, in batches, one weights set.
+
+        Batches keep memory flat: the whole test set at once would need ~0.5 GB of activations.
+        """
+        images = torch.as_tensor(images_u8)
+        if images.dtype != torch.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise ValueError(
+                f"expected (N, 28, 28) uint8 images, got {images.dtype} {images.shape}"
+            )
+        model, version = self._current()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        out = np.empty((images.shape[0], 10), np.float32)
+        with torch.inference_mode():
+            for start in range(0, images.shape[0], batch_size):
+                x = normalize(images[start : start + batch_size].cpu())  # (B, 1, 28, 28)
+                out[start : start + x.shape[0]] = torch.softmax(model(x), dim=1).numpy()
+        return out, version
 
 
 def shipped_predictor(model_name: str = "tutorial", threads: int = 0) -> Predictor:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoints
+from . import checkpoints, insight
 from .data import IMAGE_SIDE, Split, load_split, normalize
 from .models import MODELS, build_model
 
@@ -36,6 +36,7 @@ Record = dict[str, Any]
 
 # Sanity limits: beyond these a value is a typo or abuse, not a setting.
 MAX_EPOCHS = 200
+MIN_EPOCHS = 0.1
 MAX_LR = 10.0
 SCHEDULES = ("onecycle", "constant")
 
@@ -49,7 +50,7 @@ class TrainConfig:
     """Everything that decides a training run; saved with `asdict` in every checkpoint."""
 
     model: str = "tutorial"  # a name from models.MODELS
-    epochs: int = 2  # full passes over the 60,000 training images
+    epochs: float = 2  # passes over the 60,000 training images; 1.5 = one and a half
     batch_size: int = 256  # images per optimiser step
     lr: float = 1e-2  # Adam learning rate (the peak of the one-cycle schedule)
     schedule: str = "onecycle"  # "onecycle" (warm up, then cosine to ~0) or "constant"
@@ -69,8 +70,8 @@ class TrainConfig:
         checks = [
             (self.model in MODELS, f"unknown model {self.model!r}; choose {', '.join(MODELS)}"),
             (
-                _is_int(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS,
-                f"epochs must be an integer from 1 to {MAX_EPOCHS}, got {self.epochs!r}",
+                _finite(self.epochs) and MIN_EPOCHS <= self.epochs <= MAX_EPOCHS,
+                f"epochs must be a number from {MIN_EPOCHS} to {MAX_EPOCHS}, got {self.epochs!r}",
             ),
             (
                 _is_int(self.batch_size) and 1 <= self.batch_size <= 60_000,
@@ -245,23 +246,48 @@ def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
     return config.lr * (0.001 + 0.999 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One pass over a split: the accuracy and loss, and every image's probabilities.
+
+    The probabilities (CPU, float32) are what the per-class view needs: its confusion matrix
+    and its gallery of misread digits come from the same pass as the reported accuracy.
+    """
+
+    accuracy: float  # percent
+    loss: float  # mean cross-entropy
+    probabilities: torch.Tensor  # (N, 10)
+
+    @property
+    def predictions(self) -> torch.Tensor:
+        return self.probabilities.argmax(1)
+
+
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 2000) -> tuple[float, float]:
-    """Accuracy (percent) and mean cross-entropy of `model` on a whole split."""
+def test_pass(model: nn.Module, split: Split, batch_size: int = 2000) -> Evaluation:
+    """Accuracy, mean loss and per-image probabilities of `model` on a whole split."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     memory_format = _memory_format(device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
     loss_sum = torch.zeros((), device=device)
+    probabilities = []
     for start in range(0, len(split), batch_size):
         x = normalize(split.images[start : start + batch_size].to(device))
         y = split.labels[start : start + batch_size].to(device)
         logits = model(_layout(x, memory_format))
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
+        probabilities.append(torch.softmax(logits.float(), dim=1))
     model.train(was_training)
-    return 100.0 * correct.item() / len(split), loss_sum.item() / len(split)
+    probs = torch.cat(probabilities).cpu()
+    correct = (probs.argmax(1) == split.labels.cpu()).sum().item()
+    return Evaluation(100.0 * correct / len(split), loss_sum.item() / len(split), probs)
+
+
+def evaluate(model: nn.Module, split: Split, batch_size: int = 2000) -> tuple[float, float]:
+    """Accuracy (percent) and mean cross-entropy of `model` on a whole split."""
+    result = test_pass(model, split, batch_size)
+    return result.accuracy, result.loss
 
 
 @functools.cache
@@ -461,11 +487,14 @@ def train(
     model: nn.Module | None = None,
     control: Control | None = None,
     on_record: Callable[[Record, nn.Module], None] | None = None,
+    on_evaluation: Callable[[Record, Evaluation], None] | None = None,
 ) -> TrainResult:
     """Train `config.model` (or `model`) and report progress through `on_record`.
 
     `on_record(record, model)` runs in the training thread between steps, so it may copy the
     weights safely. Records have `kind` "start", "step" (every `log_every` steps) or "epoch".
+    `on_evaluation(epoch_record, evaluation)` gets each epoch's test pass with every image's
+    probabilities, before the epoch record is published.
     """
     config.validate()
     device = resolve_device(config.device)
@@ -482,7 +511,8 @@ def train(
     n = len(train_split)
     batch_size = min(config.batch_size, n)
     steps_per_epoch = n // batch_size  # the last partial batch is dropped (shapes stay static)
-    total_steps = steps_per_epoch * config.epochs
+    # A fractional last epoch ends early; it is still tested and recorded as an epoch.
+    total_steps = max(1, round(steps_per_epoch * config.epochs))
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
     step_fn, mode = _build_step(model, train_split, config, device, batch_size)
@@ -508,7 +538,7 @@ def train(
     )
     try:
         step = evaluated_at = 0
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(1, math.ceil(config.epochs) + 1):
             if step >= total_steps or control.stopped:
                 break
             perm = torch.randperm(n, device=device)
@@ -556,32 +586,45 @@ def train(
             if control.stopped or epoch_sums[2] == 0:
                 break
             eval_start = time.perf_counter()
-            test_accuracy, test_loss = evaluate(model, test_split)
+            evaluation = test_pass(model, test_split)
+            test_accuracy = evaluation.accuracy
+            matrix = insight.confusion_matrix(test_split.labels, evaluation.predictions)
             model.train()
             result.epochs_completed = epoch
             result.test_accuracy = test_accuracy
             evaluated_at = step
-            publish(
-                dict(
-                    kind="epoch",
-                    epoch=epoch,
-                    step=step,
-                    train_loss=epoch_sums[0] / epoch_sums[2],
-                    train_accuracy=100 * epoch_sums[1] / epoch_sums[2],
-                    test_accuracy=test_accuracy,
-                    test_loss=test_loss,
-                    epoch_seconds=epoch_train_seconds,
-                    eval_seconds=time.perf_counter() - eval_start,
-                    train_seconds=result.train_seconds,
-                )
+            record = dict(
+                kind="epoch",
+                epoch=epoch,
+                step=step,
+                epochs_done=round(step / steps_per_epoch, 3),  # < epoch after a partial one
+                train_loss=epoch_sums[0] / epoch_sums[2],
+                train_accuracy=100 * epoch_sums[1] / epoch_sums[2],
+                test_accuracy=test_accuracy,
+                test_loss=evaluation.loss,
+                per_class_accuracy=[
+                    None if math.isnan(a) else round(float(a), 2)
+                    for a in insight.per_class_accuracy(matrix)
+                ],
+                confusion=matrix.tolist(),
+                epoch_seconds=epoch_train_seconds,
+                eval_seconds=time.perf_counter() - eval_start,
+                train_seconds=result.train_seconds,
             )
+            if on_evaluation is not None:
+                on_evaluation(record, evaluation)
+            publish(record)
     finally:
         step_fn.close()  # the replicas' worker threads
     result.stopped = control.stopped
     if result.stopped and result.epochs_completed and result.steps > evaluated_at:
         # Stopped mid-epoch: the weights moved since the last test pass, and the accuracy
         # reported (and saved with them) must describe the weights actually kept.
-        result.test_accuracy, _ = evaluate(model, test_split)
+        evaluation = test_pass(model, test_split)
+        result.test_accuracy = evaluation.accuracy
+        if on_evaluation is not None:
+            final = dict(kind="final", epoch=result.epochs_completed, step=result.steps)
+            on_evaluation({**final, "test_accuracy": evaluation.accuracy}, evaluation)
     model.eval()
     return result
 

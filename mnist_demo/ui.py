@@ -45,6 +45,13 @@ def _fmt_seconds(seconds: float | None) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def _epoch_progress(step: dict, epochs: float) -> str:
+    """'epoch 3/20' for whole epochs; 'epoch 1.37 of 1.5' when the run ends mid-epoch."""
+    if float(epochs).is_integer():
+        return f"epoch {step['epoch']}/{int(epochs)}"
+    return f"epoch {step['epoch'] - 1 + step['epoch_progress']:.2f} of {epochs:g}"
+
+
 def status_markdown(snap: Snapshot) -> str:
     """One glanceable line of the job: state, progress, speed, time, device, best accuracy."""
     parts = [f"**{snap.state.capitalize()}**"]
@@ -52,7 +59,7 @@ def status_markdown(snap: Snapshot) -> str:
         parts.append(f"run {snap.run_id}")
     step, config = snap.latest_step, snap.config
     if step and config:
-        parts.append(f"epoch {step['epoch']}/{config['epochs']}")
+        parts.append(_epoch_progress(step, config["epochs"]))
         parts.append(f"step {step['step']:,}")
         parts.append(f"{step['samples_per_second']:,.0f} img/s")
         parts.append(f"trained {_fmt_seconds(step['train_seconds'])}")
@@ -141,7 +148,7 @@ class Dashboard:
             config = config_from_preset(
                 preset or "fast",
                 model=model,
-                epochs=_as_int(epochs, "epochs"),
+                epochs=_as_float(epochs, "epochs"),
                 batch_size=_as_int(batch_size, "batch size"),
                 lr=_as_float(lr, "learning rate"),
                 schedule=schedule,
@@ -353,9 +360,9 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                         ["tutorial", "improved"], value=defaults.model, label="Model"
                     )
                     epochs = gr.Slider(
-                        1,
+                        0.25,
                         min(50, settings.limits.max_epochs),
-                        step=1,
+                        step=0.25,
                         value=defaults.epochs,
                         label="Epochs",
                     )

@@ -348,7 +348,7 @@ def test_a_failed_reading_leaves_the_next_good_one_working(dashboard, tmp_path):
         ("epochs", -1, "epochs"),
         ("epochs", 10**6, "epochs"),
         ("epochs", 1e300, "epochs"),
-        ("epochs", 2.5, "epochs"),
+        ("epochs", 0.01, "epochs"),  # fractions are fine (1.5 epochs), slivers are not
         ("epochs", math.nan, "epochs"),
         ("epochs", math.inf, "epochs"),
         ("epochs", None, "epochs"),

@@ -316,13 +316,13 @@ def test_a_stop_after_an_epoch_reports_the_accuracy_of_the_weights_kept(
 ):
     """Stopped mid-epoch 2: the accuracy returned is measured on the final weights."""
     evaluated_at_steps = []
-    real_evaluate = training.evaluate
+    real_test_pass = training.test_pass
 
-    def counting_evaluate(model, split, *args, **kwargs):
+    def counting_test_pass(model, split, *args, **kwargs):
         evaluated_at_steps.append(len(steps))
-        return real_evaluate(model, split, *args, **kwargs)
+        return real_test_pass(model, split, *args, **kwargs)
 
-    monkeypatch.setattr(training, "evaluate", counting_evaluate)
+    monkeypatch.setattr(training, "test_pass", counting_test_pass)
     control = training.Control()
     steps = []
 

@@ -1,0 +1,227 @@
+"""Run history for "compare runs": one summary per finished run, kept in a small JSON file.
+
+Summaries are plain data built from a run's metric records (see training.train). The file is
+written atomically after every change and a damaged one is set aside, never fatal: losing the
+comparison chart must not stop anyone from training.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+
+FORMAT = "mnist-demo-history/1"
+STATES = ("finished", "stopped")
+CURVE_FIELDS = (
+    "epoch",
+    "epochs_done",
+    "train_loss",
+    "train_accuracy",
+    "test_accuracy",
+    "train_seconds",
+)
+CSV_COLUMNS = (
+    "kind",
+    "epoch",
+    "step",
+    "train_seconds",
+    "loss",
+    "train_accuracy",
+    "test_accuracy",
+    "test_loss",
+    "samples_per_second",
+    "lr",
+)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one training run reached, and its per-epoch curve for the comparison chart."""
+
+    run_id: int
+    model: str
+    config: dict[str, Any]  # asdict(TrainConfig) from the run's start record
+    best_test_accuracy: float  # percent
+    final_test_accuracy: float  # percent, after the last completed epoch
+    epochs: int  # completed
+    train_seconds: float  # time in optimiser steps, pauses and evaluation excluded
+    device: str
+    finished_at: str  # ISO 8601 with the local UTC offset
+    state: str  # "finished" or "stopped"
+    epochs_curve: list[dict[str, Any]] = field(default_factory=list)  # CURVE_FIELDS per epoch
+
+    @property
+    def label(self) -> str:
+        """Short name for a legend, e.g. '#3 tutorial bs256 lr0.01'."""
+        parts = [f"#{self.run_id}", self.model]
+        if "batch_size" in self.config:
+            parts.append(f"bs{self.config['batch_size']}")
+        if "lr" in self.config:
+            parts.append(f"lr{self.config['lr']:g}")
+        return " ".join(parts)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        """Rebuild from `asdict` output; ValueError if anything is missing or mistyped."""
+        names = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) != names:
+            raise ValueError("not a run summary")
+        summary = cls(**data)
+        checks = (
+            isinstance(summary.run_id, int),
+            isinstance(summary.model, str),
+            isinstance(summary.config, dict),
+            isinstance(summary.best_test_accuracy, (int, float)),
+            isinstance(summary.final_test_accuracy, (int, float)),
+            isinstance(summary.epochs, int),
+            isinstance(summary.train_seconds, (int, float)),
+            isinstance(summary.device, str),
+            isinstance(summary.finished_at, str),
+            summary.state in STATES,
+            isinstance(summary.epochs_curve, list)
+            and all(isinstance(point, dict) for point in summary.epochs_curve),
+        )
+        if not all(checks):
+            raise ValueError("a run summary field has the wrong type")
+        return summary
+
+
+def summarise(
+    run_id: int, records: Sequence[Record], state: str, device: str | None = None
+) -> RunSummary | None:
+    """A run's records -> its summary; None when no epoch completed (nothing to compare)."""
+    if state not in STATES:
+        raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    epochs = [r for r in records if r.get("kind") == "epoch"]
+    if not epochs:
+        return None
+    start = next((r for r in records if r.get("kind") == "start"), {})
+    config = dict(start.get("config") or {})
+    timed = [r["train_seconds"] for r in records if "train_seconds" in r]
+    accuracies = [float(r["test_accuracy"]) for r in epochs]
+    return RunSummary(
+        run_id=int(run_id),
+        model=str(config.get("model", "unknown")),
+        config=config,
+        best_test_accuracy=max(accuracies),
+        final_test_accuracy=accuracies[-1],
+        epochs=int(epochs[-1]["epoch"]),
+        # the last record, not the last epoch: a stopped run trained past its last test pass
+        train_seconds=round(float(timed[-1]), 3) if timed else 0.0,
+        device=device or str(start.get("device", "unknown")),
+        finished_at=datetime.now().astimezone().isoformat(timespec="seconds"),
+        state=state,
+        epochs_curve=[{k: r[k] for k in CURVE_FIELDS if k in r} for r in epochs],
+    )
+
+
+class RunHistory:
+    """The last `limit` run summaries, persisted to `path`; safe to share between threads."""
+
+    def __init__(self, path: Path | str, limit: int = 50) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        self.path = Path(path)
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._runs: list[RunSummary] = self._load()[-limit:]
+
+    def _load(self) -> list[RunSummary]:
+        if not self.path.exists():
+            return []
+        try:
+            payload = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+                raise ValueError(f"no {FORMAT!r} format marker")
+            if not isinstance(payload.get("runs"), list):
+                raise ValueError("no list of runs")
+            return [RunSummary.from_dict(item) for item in payload["runs"]]
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as err:
+            aside = self.path.with_suffix(".corrupt")
+            log.warning("run history %s is unreadable (%s); starting empty", self.path, err)
+            try:
+                os.replace(self.path, aside)
+                log.warning("kept the unreadable history as %s", aside)
+            except OSError as move_err:
+                log.warning("could not move %s aside: %s", self.path, move_err)
+            return []
+
+    def _save(self) -> None:
+        """Temp file in the same folder, fsync, rename: a crash leaves the old or new file."""
+        payload = {"format": FORMAT, "runs": [asdict(run) for run in self._runs]}
+        tmp = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+            )
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(payload, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)  # make the rename itself durable
+        except OSError as err:
+            # Kept in memory for this session; failing the run over a chart would be worse.
+            log.error("could not save run history to %s: %s", self.path, err)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+    def add(self, summary: RunSummary) -> None:
+        """Append a run (dropping the oldest beyond `limit`) and save."""
+        with self._lock:
+            self._runs = [*self._runs, summary][-self.limit :]
+            self._save()
+
+    def runs(self) -> list[RunSummary]:
+        """All kept runs, oldest first."""
+        with self._lock:
+            return list(self._runs)
+
+    def next_run_id(self) -> int:
+        """One more than the largest stored run id, so numbering can continue across restarts."""
+        with self._lock:
+            return max((run.run_id for run in self._runs), default=0) + 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._runs = []
+            self._save()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not every platform opens folders
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def records_csv(records: Sequence[Record]) -> str:
+    """A run's metric records as CSV, one row per record, blank where a field does not apply."""
+    out = io.StringIO()
+    writer = csv.DictWriter(
+        out, fieldnames=CSV_COLUMNS, restval="", extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(records)
+    return out.getvalue()
