@@ -6,9 +6,9 @@ Pure functions: no torch, no Gradio. Live charts are Gradio native plots fed wit
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -138,13 +138,12 @@ def history_frame(runs: Sequence[RunSummary]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["epoch", "test_accuracy", "run"])
 
 
-def figure_png(records: Sequence[Record], path: Path | str) -> Path:
-    """Save the tutorial figure as a PNG file (e.g. for a download button)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def figure_png(records: Sequence[Record]) -> bytes:
+    """The tutorial figure as PNG bytes (for a download; the caller writes them atomically)."""
     fig = tutorial_figure(records)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(path, format="png")
+        fig.savefig(buffer, format="png")
     finally:
         fig.clear()  # a bare Figure is not tracked by pyplot; clearing frees its artists now
-    return path
+    return buffer.getvalue()

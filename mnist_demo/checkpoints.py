@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
 import pickle
@@ -9,10 +11,12 @@ import platform
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -65,6 +69,9 @@ def versions() -> dict[str, str]:
     }
 
 
+PROBABILITIES_SUFFIX = ".test-probs.npz"
+
+
 def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """A detached, contiguous CPU copy of a model's weights (safe to keep while it trains)."""
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
@@ -89,20 +96,33 @@ def save(
             **metadata,
         },
     }
+    _atomic_write(path, lambda f: torch.save(payload, f))
+    log.info("saved checkpoint %s", path)
+    return path
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
+    """Write a small file (an export) the same crash-safe way as a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda f: f.write(data))
+    return path
+
+
+def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+    """Temp file in the same folder, fsync, rename: a crash leaves the old file or the new."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; saved files are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-    log.info("saved checkpoint %s", path)
-    return path
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -170,6 +190,53 @@ def _guess_model(state: dict[str, torch.Tensor]) -> str | None:
         ):
             return name
     return None
+
+
+def probabilities_path(path: Path | str) -> Path:
+    """Where the test-set probabilities of a checkpoint are cached: next to it."""
+    path = Path(path)
+    return path.with_name(path.stem + PROBABILITIES_SUFFIX)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_test_probabilities(path: Path | str, probabilities: np.ndarray) -> Path:
+    """Cache a checkpoint's (10000, 10) test probabilities, tied to the checkpoint's bytes.
+
+    The per-digit view needs every test image's answer; the improved model takes 8-13 s of
+    CPU to produce them, so they are computed once per checkpoint and kept (float16).
+    """
+    path = Path(path)
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        probabilities=np.asarray(probabilities, dtype=np.float16),
+        checkpoint_sha256=np.array(_sha256(path)),
+    )
+    return atomic_write_bytes(probabilities_path(path), buffer.getvalue())
+
+
+def load_test_probabilities(path: Path | str, n: int = 10_000) -> np.ndarray | None:
+    """The cached probabilities of this exact checkpoint file, or None (absent, stale, bad)."""
+    path = Path(path)
+    side = probabilities_path(path)
+    if not side.is_file() or not path.is_file():
+        return None
+    try:
+        with np.load(side, allow_pickle=False) as data:
+            if str(data["checkpoint_sha256"]) != _sha256(path):
+                log.info("%s is stale: its checkpoint changed", side.name)
+                return None
+            probabilities = data["probabilities"].astype(np.float32)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        log.warning("ignoring unreadable %s: %s", side.name, err)
+        return None
+    if probabilities.shape != (n, 10) or not np.isfinite(probabilities).all():
+        log.warning("ignoring %s: shape %s", side.name, probabilities.shape)
+        return None
+    return probabilities
 
 
 def shipped(model_name: str = "tutorial") -> Path:

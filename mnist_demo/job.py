@@ -18,8 +18,8 @@ from typing import Any
 
 from torch import nn
 
-from . import checkpoints
-from .history import RunHistory, summarise
+from . import charts, checkpoints
+from .history import RunHistory, records_csv, summarise
 from .predict import Predictor
 from .training import (
     ConfigError,
@@ -72,6 +72,8 @@ class Snapshot:
     best_test_accuracy: float | None
     eta_seconds: float | None
     checkpoint: str | None
+    exports: dict[str, str] = field(default_factory=dict)  # "csv" / "png" of the ended run
+    n_history: int = 0  # runs in the history, so viewers redraw the comparison when it grows
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -97,6 +99,8 @@ class TrainingJob:
         # Run ids go on from the saved history, so a restart never reuses a checkpoint name.
         self._run_id = self.history.next_run_id() - 1
         self._evaluation: tuple[str, Evaluation] | None = None
+        self._exports: dict[str, str] = {}
+        self._n_history = len(self.history.runs())
         self._message = "Ready. Press Start to train."
         self._config: TrainConfig | None = None
         self._control: Control | None = None
@@ -126,6 +130,7 @@ class TrainingJob:
             self._checkpoint = None
             self._best = None
             self._evaluation = None
+            self._exports = {}
             self._started_at = time.monotonic()
             self._paused_seconds = 0.0
             self._message = f"Run {self._run_id} started."
@@ -186,6 +191,7 @@ class TrainingJob:
             self._checkpoint = None
             self._best = None
             self._evaluation = None
+            self._exports = {}
             self._message = "Reset. Press Start to train."
             return True, self._message
 
@@ -197,6 +203,11 @@ class TrainingJob:
         return self.state not in ACTIVE
 
     # --- reading (any thread) -----------------------------------------------------------------
+
+    def latest_step(self) -> Record | None:
+        """The current run's newest step record (cheap: no snapshot of the log)."""
+        with self._lock:
+            return next((r for r in reversed(self._records) if r["kind"] == "step"), None)
 
     def evaluation(self) -> tuple[str, Evaluation] | None:
         """The current run's latest test pass (every image's probabilities) and its label."""
@@ -233,6 +244,8 @@ class TrainingJob:
                 if self._state in ACTIVE
                 else None,
                 checkpoint=str(self._checkpoint) if self._checkpoint else None,
+                exports=dict(self._exports),
+                n_history=self._n_history,
             )
 
     # --- the training thread ------------------------------------------------------------------
@@ -262,13 +275,18 @@ class TrainingJob:
                 config,
                 result.model,
                 f"training run {run_id}, epoch {result.epochs_completed} (final)",
+                saved,
             )
+            self._cache_probabilities(saved)
         state = "stopped" if result.stopped else "finished"
         summary = summarise(run_id, result.history, state, result.device)
         if summary is not None:
             self.history.add(summary)  # logs, never raises, when the file cannot be written
+        exports = self._export(run_id, config, result.history) if result.epochs_completed else {}
         with self._lock:
             self._checkpoint = saved
+            self._exports = exports
+            self._n_history = len(self.history.runs())
             acc = f"{result.test_accuracy:.2f}%" if result.test_accuracy is not None else "n/a"
             if result.stopped:
                 self._state = State.STOPPED
@@ -304,6 +322,22 @@ class TrainingJob:
             progress = record["epoch"] - 1 + record["epoch_progress"]
             self._publish(config, model, f"training run {run_id}, epoch {progress:.2f}")
 
+    def _export(self, run_id: int, config: TrainConfig, records: list[Record]) -> dict[str, str]:
+        """The run's metrics as CSV and the tutorial's figure as PNG, next to its checkpoint."""
+        stem = self.runs_dir / f"run-{run_id}-{config.model}"
+        exports = {}
+        try:
+            csv_path = stem.with_suffix(".csv")
+            checkpoints.atomic_write_bytes(csv_path, records_csv(records).encode())
+            exports["csv"] = str(csv_path)
+            png = checkpoints.atomic_write_bytes(
+                stem.with_suffix(".png"), charts.figure_png(records)
+            )
+            exports["png"] = str(png)
+        except OSError as err:
+            log.error("could not export run %d: %s", run_id, err)
+        return exports
+
     def _on_evaluation(self, record: Record, evaluation: Evaluation, run_id: int) -> None:
         if record["kind"] == "epoch":
             label = f"training run {run_id}, epoch {record['epoch']}"
@@ -312,10 +346,24 @@ class TrainingJob:
         with self._lock:
             self._evaluation = (label, evaluation)
 
-    def _publish(self, config: TrainConfig, model: nn.Module, label: str) -> None:
+    def _publish(
+        self, config: TrainConfig, model: nn.Module, label: str, source: Path | None = None
+    ) -> None:
         self._last_publish = time.monotonic()
         if self.predictor is not None:
-            self.predictor.set_weights(config.model, checkpoints.cpu_state_dict(model), label)
+            self.predictor.set_weights(
+                config.model, checkpoints.cpu_state_dict(model), label, source
+            )
+
+    def _cache_probabilities(self, saved: Path | None) -> None:
+        """Keep the final test pass next to the checkpoint: the per-digit view after a restart."""
+        evaluation = self.evaluation()
+        if saved is None or evaluation is None:
+            return
+        try:
+            checkpoints.save_test_probabilities(saved, evaluation[1].probabilities.numpy())
+        except OSError as err:
+            log.warning("could not cache test probabilities for %s: %s", saved.name, err)
 
 
 def _eta(

@@ -30,6 +30,7 @@ class WeightsVersion:
     number: int
     label: str
     model_name: str
+    source: Path | None = None  # the checkpoint file these weights came from, if any
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,13 @@ class Explanation:
 class Predictor:
     """Answers "which digit is this?" with whichever weights were published last."""
 
-    def __init__(self, checkpoint: checkpoints.Checkpoint, label: str, threads: int = 0) -> None:
+    def __init__(
+        self,
+        checkpoint: checkpoints.Checkpoint,
+        label: str,
+        threads: int = 0,
+        source: Path | None = None,
+    ) -> None:
         # threads > 0 pins the calling thread's torch pool: one image needs no parallelism, and
         # a server that trains at the same time must not oversubscribe its cores.
         self.threads = threads
@@ -63,27 +70,36 @@ class Predictor:
         self._count = 0
         self._model: torch.nn.Module
         self._version: WeightsVersion
-        self.set_weights(checkpoint.model_name, checkpoint.state_dict, label)
+        self.set_weights(checkpoint.model_name, checkpoint.state_dict, label, source)
 
     @classmethod
     def from_file(cls, path: Path | str, label: str | None = None, threads: int = 0) -> Predictor:
         checkpoint = checkpoints.load(path)
-        return cls(checkpoint, label or f"checkpoint {Path(path).name}", threads)
+        return cls(checkpoint, label or f"checkpoint {Path(path).name}", threads, Path(path))
 
     @property
     def version(self) -> WeightsVersion:
         return self._version
 
     def set_weights(
-        self, model_name: str, state_dict: dict[str, torch.Tensor], label: str
+        self,
+        model_name: str,
+        state_dict: dict[str, torch.Tensor],
+        label: str,
+        source: Path | None = None,
     ) -> WeightsVersion:
         """Publish new weights; predictions already running finish on the old ones."""
         model = checkpoints.Checkpoint(model_name, state_dict).build()
         with self._lock:
             self._count += 1
             self._model = model
-            self._version = WeightsVersion(self._count, label, model_name)
+            self._version = WeightsVersion(self._count, label, model_name, source)
             return self._version
+
+    def weights(self) -> tuple[str, dict[str, torch.Tensor], WeightsVersion]:
+        """A copy of the current weights (model name, CPU state dict, version), e.g. to tune."""
+        model, version = self._current()
+        return version.model_name, checkpoints.cpu_state_dict(model), version
 
     def _current(self) -> tuple[torch.nn.Module, WeightsVersion]:
         with self._lock:

@@ -24,8 +24,8 @@ GOOD_ACCURACY = 90.0  # percent: a diverged run (say lr 10, ~10%) is saved but n
 
 
 def remove_stale_temp_files(runs_dir: Path) -> None:
-    """Delete half-written checkpoints that a killed save left behind (never loaded anyway)."""
-    for tmp in runs_dir.glob(".run-*.tmp") if runs_dir.is_dir() else []:
+    """Delete half-written files (checkpoints, exports, history) a killed save left behind."""
+    for tmp in runs_dir.glob(".*.tmp") if runs_dir.is_dir() else []:
         try:
             tmp.unlink()
             log.info("removed stale temporary file %s", tmp.name)
@@ -51,11 +51,10 @@ def last_good_predictor(runs_dir: Path) -> Predictor:
                 "skipping %s: test accuracy %s is below %s%%", path.name, accuracy, GOOD_ACCURACY
             )
             continue
-        return Predictor(checkpoint, f"saved run {path.stem}", threads=1)
+        return Predictor(checkpoint, f"saved run {path.stem}", threads=1, source=path)
+    shipped = checkpoints.shipped(DRAW_MODEL)
     return Predictor(
-        checkpoints.load(checkpoints.shipped(DRAW_MODEL)),
-        f"shipped {DRAW_MODEL} checkpoint",
-        threads=1,
+        checkpoints.load(shipped), f"shipped {DRAW_MODEL} checkpoint", threads=1, source=shipped
     )
 
 

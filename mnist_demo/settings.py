@@ -15,6 +15,7 @@ from pathlib import Path
 from .job import JobLimits
 
 TRAINING_MODES = ("on", "off", "token")
+TEACHING_MODES = ("on", "off", "shared")
 
 
 class SettingsError(ValueError):
@@ -31,6 +32,9 @@ class AppSettings:
     queue_size: int = 64  # requests waiting beyond this are refused with "queue full"
     default_device: str = "auto"  # preselected in the Train tab's device menu
     train_threads: int = 0  # CPU cores for training (0 = all); fewer keeps a core for visitors
+    # "on": each visitor may fine-tune a private copy on their drawings; "off": nobody;
+    # "shared": a visitor's fine-tune replaces everyone's Draw model (for a classroom, say)
+    teaching: str = "on"
 
     def may_train(self, token: str | None) -> bool:
         """Server-side check for every state-changing request (start, pause, stop, reset)."""
@@ -69,6 +73,9 @@ def from_env(env: dict[str, str] | None = None, repo_root: Path | None = None) -
     training = env.get("MNIST_DEMO_TRAINING", "on").strip().lower()
     if training not in TRAINING_MODES:
         raise SettingsError(f"MNIST_DEMO_TRAINING must be one of {', '.join(TRAINING_MODES)}")
+    teaching = env.get("MNIST_DEMO_TEACHING", "on").strip().lower()
+    if teaching not in TEACHING_MODES:
+        raise SettingsError(f"MNIST_DEMO_TEACHING must be one of {', '.join(TEACHING_MODES)}")
     token = env.get("MNIST_DEMO_TOKEN") or None
     if training == "token" and not token:
         raise SettingsError("MNIST_DEMO_TRAINING=token needs MNIST_DEMO_TOKEN to be set")
@@ -89,4 +96,5 @@ def from_env(env: dict[str, str] | None = None, repo_root: Path | None = None) -
         max_file_size=max_file_size,
         queue_size=_integer(env, "MNIST_DEMO_QUEUE_SIZE", 64, 1),
         train_threads=_integer(env, "MNIST_DEMO_TRAIN_THREADS", 0, 0),
+        teaching=teaching,
     )

@@ -22,11 +22,14 @@ from .job import ACTIVE, Snapshot, TrainingJob
 from .predict import Prediction, Predictor
 from .settings import AppSettings
 from .sketch import MAX_PIXELS, SketchError, decode_data_url
+from .teach import PersonalSet
 from .training import ConfigError, available_devices, config_from_preset
+from .ui_explore import ANY, CONFUSION_COLUMNS, DIGIT_CHOICES, Explorer
 
 log = logging.getLogger(__name__)
 
 ACTIVE_TICK, IDLE_TICK = 0.4, 2.0  # seconds between dashboard polls: live vs. waiting
+TRAIN_OUTPUTS = 16  # values Dashboard.tick returns, in build_app's train_outputs order
 DRAW_TICK = 1.0  # seconds between re-scoring the drawing with live weights
 PREVIEW_SCALE = 8  # the 28x28 input is shown at 224x224, nearest-neighbour
 CONTROL_FIELDS = ("model", "epochs", "batch_size", "lr", "schedule", "augment", "seed", "device")
@@ -117,6 +120,7 @@ class Dashboard:
 
     def __init__(self, job: TrainingJob, predictor: Predictor, settings: AppSettings) -> None:
         self.job, self.predictor, self.settings = job, predictor, settings
+        self.explorer = Explorer(job, predictor, settings)
 
     # --- training commands --------------------------------------------------------------------
 
@@ -182,14 +186,20 @@ class Dashboard:
         snap = self.job.snapshot()
         records = snap.records
         epochs = [r for r in records if r["kind"] == "epoch"]
-        key = (snap.run_id, snap.n_records, snap.state, snap.message, len(epochs))
+        key = (snap.run_id, snap.n_records, snap.state, snap.message, snap.n_history, len(epochs))
         if seen is not None and tuple(seen) == key:
-            return (gr.skip(),) * 8 + (seen,)
+            return (gr.skip(),) * (TRAIN_OUTPUTS - 1) + (seen,)
         # The matplotlib figure costs ~100 ms of CPU: draw it only when an epoch was added.
-        figure_moved = seen is None or tuple(seen[:1]) + tuple(seen[-1:]) != (
-            snap.run_id,
-            len(epochs),
+        figure_moved = (
+            seen is None
+            or len(seen) != len(key)
+            or (seen[0], seen[-1])
+            != (
+                snap.run_id,
+                len(epochs),
+            )
         )
+        history_moved = seen is None or len(seen) != len(key) or seen[4] != snap.n_history
         active = snap.state in {s.value for s in ACTIVE}
         download = (
             gr.DownloadButton(value=snap.checkpoint, visible=True)
@@ -206,6 +216,7 @@ class Dashboard:
             if figure_moved
             else gr.skip(),
             download,
+            *self.explorer.train_views(snap, figure_moved, history_moved),
             gr.Timer(value=ACTIVE_TICK if active else IDLE_TICK),
             key,
         )
@@ -255,17 +266,20 @@ class Dashboard:
             version.number,
         )
 
-    def predict(self, image: Any) -> tuple:
-        """Sketchpad value or image file -> label, bars, 28x28 view, note, and state."""
+    def predict(self, image: Any, tuned: Predictor | None = None) -> tuple:
+        """Sketchpad value or image file -> label, bars, 28x28 view, note, and state.
+
+        `tuned` is this visitor's own fine-tuned model (see Explorer.fine_tune), if any.
+        """
         if image is None:
             return self._render(None)
         try:
-            prediction = self.predictor.predict(image)
+            prediction = (tuned or self.predictor).predict(image)
         except SketchError as err:
             return self._render(None, f"⚠️ {err}")
         return self._render(prediction)
 
-    def predict_drawing(self, data_url: str | None) -> tuple:
+    def predict_drawing(self, data_url: str | None, tuned: Predictor | None = None) -> tuple:
         """The drawing pad's PNG data URL ('' when cleared) -> the same outputs as predict."""
         if not data_url:
             return self._render(None)
@@ -273,13 +287,29 @@ class Dashboard:
             image = decode_data_url(data_url)
         except SketchError as err:
             return self._render(None, f"⚠️ {err}")
-        return self.predict(image)
+        return self.predict(image, tuned)
 
-    def follow_live_weights(self, image28: np.ndarray | None, shown: int | None) -> tuple:
-        """Re-score the current drawing when newer weights were published (while training)."""
-        if image28 is None or shown == self.predictor.version.number:
-            return (gr.skip(),) * 6
-        return self._render(self.predictor.predict_preprocessed(np.asarray(image28)))
+    def rescore(self, image28: np.ndarray | None, tuned: Predictor | None) -> tuple:
+        """The current drawing again, e.g. after a fine-tune or a switch of model."""
+        if image28 is None:
+            return self._render(None)
+        return self._render((tuned or self.predictor).predict_preprocessed(np.asarray(image28)))
+
+    def follow_live_weights(
+        self,
+        image28: np.ndarray | None,
+        shown: int | None,
+        tuned: Predictor | None = None,
+        spark: list | None = None,
+    ) -> tuple:
+        """Re-score the current drawing when newer weights were published (while training).
+
+        Also extends the drawing's sparkline. A visitor's own tuned model does not change.
+        """
+        if image28 is None or tuned is not None or shown == self.predictor.version.number:
+            return (gr.skip(),) * 8
+        prediction = self.predictor.predict_preprocessed(np.asarray(image28))
+        return (*self._render(prediction), *self.explorer.track(prediction, spark))
 
     def apply_preset(self, name: str) -> tuple:
         """The preset's name (kept per tab) and its values for the controls."""
@@ -434,9 +464,65 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                             format="png",
                             elem_id="tutorial-figure",
                         )
-                    download = gr.DownloadButton(
-                        "Download checkpoint", visible=False, elem_id="download"
-                    )
+                    with gr.Row():
+                        download = gr.DownloadButton(
+                            "Download checkpoint", visible=False, elem_id="download", size="sm"
+                        )
+                        csv_download = gr.DownloadButton(
+                            "Metrics (CSV)", visible=False, elem_id="csv-download", size="sm"
+                        )
+                        png_download = gr.DownloadButton(
+                            "Figure (PNG)", visible=False, elem_id="png-download", size="sm"
+                        )
+                    with gr.Accordion(
+                        "Per digit: what it gets wrong", open=False, elem_id="per-digit"
+                    ) as per_digit:
+                        class_caption = gr.Markdown(elem_id="class-caption")
+                        per_class = gr.BarPlot(
+                            x="digit",
+                            y="accuracy",
+                            sort="x",
+                            title="Test accuracy per digit (%)",
+                            height=200,
+                            elem_id="per-class",
+                            show_label=False,
+                        )
+                        confusion = gr.Dataframe(
+                            headers=CONFUSION_COLUMNS,
+                            interactive=False,
+                            label="Confusion matrix: click a cell to see those test images",
+                            column_widths=["14%"] + ["8.6%"] * 10,
+                            elem_id="confusion",
+                        )
+                        with gr.Row():
+                            true_pick = gr.Dropdown(
+                                DIGIT_CHOICES, value=ANY, label="True digit", elem_id="true-pick"
+                            )
+                            read_pick = gr.Dropdown(
+                                DIGIT_CHOICES, value=ANY, label="Read as", elem_id="read-pick"
+                            )
+                        gallery_caption = gr.Markdown(elem_id="gallery-caption")
+                        misreads = gr.Gallery(
+                            columns=8,
+                            height="auto",
+                            visible=False,
+                            label="Misread test digits",
+                            show_label=False,
+                            elem_id="misreads",
+                        )
+                    with gr.Accordion("Compare runs", open=False, elem_id="compare") as compare:
+                        history_plot = gr.LinePlot(
+                            x="epoch",
+                            y="test_accuracy",
+                            color="run",
+                            title="Test accuracy (%) per epoch, every run",
+                            height=260,
+                            elem_id="history-plot",
+                            show_label=False,
+                        )
+                        history_table = gr.Dataframe(
+                            interactive=False, label="Runs, newest first", elem_id="history-table"
+                        )
             with gr.Tab("Draw", id="draw"), gr.Row(equal_height=False):
                 with gr.Column(scale=3, min_width=320):
                     pad = drawpad()
@@ -446,6 +532,30 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                         type="filepath",
                         elem_id="upload",
                     )
+                    with gr.Accordion("Why this answer", open=True, elem_id="why"):
+                        why_caption = gr.Markdown(elem_id="why-caption")
+                        with gr.Row(equal_height=False):
+                            saliency = gr.Image(
+                                label="Where it looked",
+                                interactive=False,
+                                height=224,
+                                width=224,
+                                elem_id="saliency",
+                                buttons=[],
+                            )
+                            with gr.Column():
+                                maps1 = gr.Image(
+                                    label="First conv stage",
+                                    interactive=False,
+                                    elem_id="maps1",
+                                    buttons=[],
+                                )
+                                maps2 = gr.Image(
+                                    label="Second conv stage",
+                                    interactive=False,
+                                    elem_id="maps2",
+                                    buttons=[],
+                                )
                 with gr.Column(scale=2, min_width=280):
                     label = gr.Label(num_top_classes=3, label="Prediction", elem_id="label")
                     with gr.Row():
@@ -469,6 +579,48 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                         show_label=False,
                     )
                     answered = gr.Markdown(elem_id="answered")
+                    spark_plot = gr.LinePlot(
+                        x="epoch",
+                        y="probability",
+                        y_lim=[0, 1],
+                        height=160,
+                        visible=False,
+                        elem_id="spark",
+                        show_label=False,
+                    )
+                    with gr.Accordion("Teach it your handwriting", open=False, elem_id="teach"):
+                        gr.Markdown(
+                            "Misread? Say which digit it is and add it to your drawings, then "
+                            "fine-tune: a private copy of the model trains a few seconds on "
+                            "MNIST plus your drawings. Other visitors never see them."
+                        )
+                        with gr.Row(equal_height=True):
+                            teach_label = gr.Dropdown(
+                                [str(d) for d in range(10)],
+                                value=None,
+                                label="This drawing is a…",
+                                elem_id="teach-label",
+                            )
+                            teach_add = gr.Button("Add to my drawings", elem_id="teach-add")
+                        my_drawings = gr.Gallery(
+                            columns=8,
+                            height=130,
+                            allow_preview=False,
+                            label="My drawings",
+                            elem_id="my-drawings",
+                        )
+                        with gr.Row():
+                            teach_tune = gr.Button(
+                                "Fine-tune on MNIST + my drawings",
+                                variant="primary",
+                                elem_id="teach-tune",
+                            )
+                            teach_shared = gr.Button("Use the shared model", elem_id="teach-shared")
+                            teach_clear = gr.Button("Clear my drawings", elem_id="teach-clear")
+                        teach_message = gr.Markdown(elem_id="teach-message")
+                        comparison = gr.Dataframe(
+                            interactive=False, label="Before / after", elem_id="teach-table"
+                        )
         # API only: /predict takes a Sketchpad/ImageEditor value, as gradio_client users send.
         api_sketch = _check_editor_images(
             gr.ImageEditor(type="numpy", image_mode="RGBA", visible=False)
@@ -478,6 +630,9 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         seen_key = gr.State(None)
         image28 = gr.State(None)
         shown_version = gr.State(None)
+        personal = gr.State(PersonalSet)  # a callable: every visitor gets their own set
+        tuned = gr.State(None, time_to_live=3600)  # this visitor's fine-tuned Predictor
+        spark = gr.State([])
         train_timer = gr.Timer(IDLE_TICK)
         draw_timer = gr.Timer(DRAW_TICK)
 
@@ -524,9 +679,17 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
             speed_plot,
             figure,
             download,
+            per_class,
+            confusion,
+            class_caption,
+            history_table,
+            history_plot,
+            csv_download,
+            png_download,
             train_timer,
             seen_key,
         ]
+        assert len(train_outputs) == TRAIN_OUTPUTS
         train_timer.tick(
             dashboard.tick,
             seen_key,
@@ -544,33 +707,70 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         )
 
         draw_outputs = [label, probs, seen, answered, image28, shown_version]
+        explorer = dashboard.explorer
+        why_outputs = [saliency, maps1, maps2, why_caption, spark, spark_plot]
+        private = dict(api_visibility="private", show_progress="hidden")
         pad.change(
             dashboard.predict_drawing,
-            pad,
+            [pad, tuned],
             draw_outputs,
-            api_visibility="private",
-            show_progress="hidden",
             trigger_mode="always_last",
             concurrency_limit=None,
-        )
+            **private,
+        ).then(explorer.after_drawing, [image28, tuned], why_outputs, **private)
         api_predict.click(
             dashboard.predict, api_sketch, draw_outputs, api_name="predict", concurrency_limit=None
         )
         upload.upload(
             dashboard.predict,
-            upload,
+            [upload, tuned],
             draw_outputs,
             api_name="predict_file",
             show_progress="hidden",
             concurrency_limit=None,
-        )
+        ).then(explorer.after_drawing, [image28, tuned], why_outputs, **private)
         draw_timer.tick(
             dashboard.follow_live_weights,
-            [image28, shown_version],
-            draw_outputs,
-            api_visibility="private",
-            show_progress="hidden",
+            [image28, shown_version, tuned, spark],
+            draw_outputs + [spark, spark_plot],
             concurrency_limit=None,
+            **private,
         )
+
+        class_outputs = [per_class, confusion, class_caption]
+        gallery_outputs = [misreads, gallery_caption]
+        per_digit.expand(explorer.class_view, None, class_outputs, **private).then(
+            explorer.gallery, [true_pick, read_pick], gallery_outputs, **private
+        )
+        confusion.select(
+            explorer.select_cell, None, [true_pick, read_pick] + gallery_outputs, **private
+        )
+        for pick in (true_pick, read_pick):
+            pick.input(explorer.gallery, [true_pick, read_pick], gallery_outputs, **private)
+        compare.expand(explorer.history_view, None, [history_table, history_plot], **private)
+
+        teach_add.click(
+            explorer.add_example,
+            [image28, teach_label, personal],
+            [personal, my_drawings, teach_message],
+            **private,
+        )
+        teach_clear.click(
+            explorer.clear_examples, personal, [personal, my_drawings, teach_message], **private
+        )
+        for event in (
+            teach_tune.click(  # one fine-tune at a time: the rest queue behind it
+                explorer.fine_tune,
+                personal,
+                [tuned, comparison, teach_message],
+                concurrency_limit=1,
+                concurrency_id="fine-tune",
+                api_visibility="private",
+            ),
+            teach_shared.click(explorer.use_shared, None, [tuned, teach_message], **private),
+        ):
+            event.then(dashboard.rescore, [image28, tuned], draw_outputs, **private).then(
+                explorer.after_drawing, [image28, tuned], why_outputs, **private
+            )
         gr.api(dashboard.status, api_name="status")
     return demo

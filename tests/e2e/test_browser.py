@@ -7,58 +7,18 @@ import statistics
 import time
 
 import pytest
-from support import STROKES
+from pages import DESKTOP, LABEL_JS, PHONE, clear, draw, open_app
 
 pytestmark = pytest.mark.e2e
 
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
-STROKE_SCALE = 80  # px per stroke unit: the digit spans ~150 px of the 280 px canvas
-
-
-def _open(browser, url: str, viewport=DESKTOP):
-    page = browser.new_page(viewport=viewport)
-    page.goto(url)
-    page.wait_for_selector("#start", timeout=60_000)
-    return page
-
-
-def _canvas_centre(page) -> tuple[float, float]:
-    box = page.locator("#drawpad canvas").bounding_box()
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-
-
-def _draw(page, digit: str) -> float:
-    """Draw the digit's strokes; return the time of the last pen-up (perf_counter)."""
-    cx, cy = _canvas_centre(page)
-    pen_up = 0.0
-    for stroke in STROKES[digit]:
-        points = [(cx + x * STROKE_SCALE, cy + y * STROKE_SCALE) for x, y in stroke]
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
-            for t in (0.25, 0.5, 0.75, 1.0):
-                page.mouse.move(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)
-        pen_up = time.perf_counter()
-        page.mouse.up()
-    return pen_up
-
-
-LABEL_JS = "((document.querySelector('#label .output-class') || {}).innerText || '').trim()"
-
-
-def _clear(page) -> None:
-    page.locator("#drawpad .clear").click()
-    page.wait_for_function(f"!/[0-9]/.test({LABEL_JS})", timeout=10_000)
-
 
 def test_drawn_digits_are_recognised(live_app, browser, screenshots):
-    page = _open(browser, live_app.url)
+    page = open_app(browser, live_app.url)
     page.get_by_role("tab", name="Draw").click()
     latencies = []
     for digit in ["1", "0", "7", "1", "1", "1"]:
-        _clear(page)
-        pen_up = _draw(page, digit)
+        clear(page)
+        pen_up = draw(page, digit)
         try:
             page.wait_for_function(f"{LABEL_JS} === '{digit}'", timeout=15_000)
         except Exception:
@@ -76,7 +36,7 @@ def test_drawn_digits_are_recognised(live_app, browser, screenshots):
 
 
 def test_training_is_live_in_every_tab(live_app, browser, screenshots):
-    page = _open(browser, live_app.url)
+    page = open_app(browser, live_app.url)
     page.locator("#start").click()
     page.wait_for_function(
         "document.querySelector('#status').innerText.includes('img/s')", timeout=60_000
@@ -115,7 +75,7 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
 
 
 def test_layout_fits_a_phone(live_app, browser, screenshots):
-    page = _open(browser, live_app.url, viewport=PHONE)
+    page = open_app(browser, live_app.url, viewport=PHONE)
     page.wait_for_function(
         "/Idle|Stopped|Finished/.test(document.querySelector('#status').innerText)",
         timeout=30_000,

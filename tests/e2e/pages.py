@@ -1,0 +1,47 @@
+"""Steps a visitor takes in the browser tests: open the app, draw a digit, clear the pad."""
+
+from __future__ import annotations
+
+import time
+
+from support import STROKES
+
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+STROKE_SCALE = 80  # px per stroke unit: the digit spans ~150 px of the 280 px canvas
+
+
+def open_app(browser, url: str, viewport=DESKTOP):
+    page = browser.new_page(viewport=viewport)
+    page.goto(url)
+    page.wait_for_selector("#start", timeout=60_000)
+    return page
+
+
+def canvas_centre(page) -> tuple[float, float]:
+    box = page.locator("#drawpad canvas").bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def draw(page, digit: str) -> float:
+    """Draw the digit's strokes; return the time of the last pen-up (perf_counter)."""
+    cx, cy = canvas_centre(page)
+    pen_up = 0.0
+    for stroke in STROKES[digit]:
+        points = [(cx + x * STROKE_SCALE, cy + y * STROKE_SCALE) for x, y in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+            for t in (0.25, 0.5, 0.75, 1.0):
+                page.mouse.move(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)
+        pen_up = time.perf_counter()
+        page.mouse.up()
+    return pen_up
+
+
+LABEL_JS = "((document.querySelector('#label .output-class') || {}).innerText || '').trim()"
+
+
+def clear(page) -> None:
+    page.locator("#drawpad .clear").click()
+    page.wait_for_function(f"!/[0-9]/.test({LABEL_JS})", timeout=10_000)

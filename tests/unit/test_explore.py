@@ -1,0 +1,193 @@
+"""The 'see inside' handlers: per-digit view, gallery, explanations, teaching, run history."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mnist_demo import checkpoints
+from mnist_demo.job import TrainingJob
+from mnist_demo.predict import Predictor
+from mnist_demo.settings import AppSettings
+from mnist_demo.teach import PersonalSet
+from mnist_demo.training import config_from_preset, load_mnist
+from mnist_demo.ui_explore import Explorer, confusion_frame
+
+SHIPPED = checkpoints.shipped("tutorial")
+
+
+@pytest.fixture
+def make_explorer(tmp_path):
+    jobs = []
+
+    def make(**settings) -> Explorer:
+        predictor = Predictor.from_file(SHIPPED, "shipped tutorial checkpoint", threads=1)
+        job = TrainingJob(predictor, runs_dir=tmp_path / "runs")
+        jobs.append(job)
+        return Explorer(job, predictor, AppSettings(runs_dir=tmp_path / "runs", **settings))
+
+    yield make
+    for job in jobs:
+        job.stop()
+        assert job.wait(60)
+
+
+@pytest.fixture
+def a_one() -> np.ndarray:
+    test = load_mnist()[1]
+    return test.images[2].numpy() / 255.0  # the test set's third image is a 1
+
+
+def value(update):
+    """The value inside a Gradio component update, as the handler built it."""
+    value = update.value if hasattr(update, "value") else update
+    if isinstance(value, dict) and "columns" in value:  # a native plot keeps rows + columns
+        return pd.DataFrame(value["data"], columns=value["columns"])
+    if isinstance(value, list) and value and isinstance(value[0], dict):  # a gallery's items
+        return [(item.get("image"), item.get("caption")) for item in value]
+    return value
+
+
+def test_the_shipped_checkpoint_comes_with_its_cached_test_answers():
+    probabilities = checkpoints.load_test_probabilities(SHIPPED)
+    labels = load_mnist()[1].labels.numpy()
+    accuracy = 100 * (probabilities.argmax(1) == labels).mean()
+    metadata = checkpoints.load(SHIPPED).metadata
+    assert accuracy == pytest.approx(metadata["test_accuracy"], abs=0.011)
+
+
+def test_a_changed_checkpoint_makes_its_cached_answers_stale(tmp_path):
+    copy = tmp_path / "tutorial.pt"
+    copy.write_bytes(SHIPPED.read_bytes())
+    checkpoints.save_test_probabilities(copy, np.full((10_000, 10), 0.1, np.float32))
+    assert checkpoints.load_test_probabilities(copy) is not None
+    copy.write_bytes(SHIPPED.read_bytes() + b"\0")
+    assert checkpoints.load_test_probabilities(copy) is None
+    checkpoints.probabilities_path(copy).write_bytes(b"not a zip")
+    assert checkpoints.load_test_probabilities(copy) is None
+
+
+def test_the_class_view_reads_the_cached_answers_of_the_draw_model(make_explorer):
+    explorer = make_explorer()
+    bars, table, caption = explorer.class_view()
+    assert "shipped tutorial checkpoint" in caption and "99.29% right" in caption
+    frame = value(bars)
+    assert list(frame["digit"]) == [str(d) for d in range(10)]
+    assert (frame["accuracy"] > 97).all()
+    assert table.shape == (10, 11)
+    assert int(table.iloc[:, 1:].to_numpy().sum()) == 10_000
+
+
+def test_the_gallery_shows_a_confusion_most_confident_first(make_explorer):
+    explorer = make_explorer()
+    gallery, caption = explorer.gallery("4", "9")
+    items = value(gallery)
+    count = int(caption.split()[0])
+    assert 0 < len(items) == min(count, 24)
+    assert all(text.startswith("4→9") for _, text in items)
+    confidences = [int(text.split()[-1].rstrip("%")) for _, text in items]
+    assert confidences == sorted(confidences, reverse=True)
+    assert "read correctly" in explorer.gallery("3", "3")[1]
+    assert explorer.gallery("any", "any")[1].startswith("71 test images of any digit")
+
+
+def test_the_gallery_refuses_what_is_not_a_digit(make_explorer):
+    import gradio as gr
+
+    explorer = make_explorer()
+    for bad in ("12", "x", "-1"):
+        with pytest.raises(gr.Error):
+            explorer.gallery(bad, "any")
+
+
+def test_a_confusion_cell_click_picks_its_pair(make_explorer):
+    explorer = make_explorer()
+    true, read, gallery, caption = explorer.select_cell(types.SimpleNamespace(index=[7, 3]))
+    assert (true, read) == ("7", "2") and "a 7 read as a 2" in caption
+    true, read, _, caption = explorer.select_cell(types.SimpleNamespace(index=[5, 0]))
+    assert (true, read) == ("5", "any") and "a 5 read as something else" in caption
+
+
+def test_explain_gives_a_heat_map_and_both_conv_stages(make_explorer, a_one):
+    overlay, first, second, caption = make_explorer().explain(a_one, None)
+    assert overlay.shape == (224, 224, 3) and overlay.dtype == np.uint8
+    assert first.ndim == second.ndim == 3
+    assert "the 16 maps" in caption and "the 32" in caption and "answer **1**" in caption
+    assert make_explorer().explain(None, None) == (None, None, None, "")
+
+
+def test_teaching_is_private_by_default(make_explorer, a_one):
+    explorer = make_explorer()
+    before = explorer.predictor.version.number
+    personal, items, message = explorer.add_example(a_one, "7", PersonalSet())
+    assert message.startswith("Added a 7") and len(items) == 1
+    tuned, table, message = explorer.fine_tune(personal)
+    assert isinstance(tuned, Predictor) and "Only you see this model" in message
+    assert tuned.predict_preprocessed(a_one).label == 7
+    assert explorer.predictor.version.number == before, "the shared model is untouched"
+    assert explorer.predictor.predict_preprocessed(a_one).label == 1
+    assert isinstance(table, pd.DataFrame) and table["read after"][0].startswith("7")
+
+
+def test_shared_teaching_publishes_to_everyone(make_explorer, a_one):
+    explorer = make_explorer(teaching="shared")
+    personal, _, _ = explorer.add_example(a_one, "7", PersonalSet())
+    tuned, _, message = explorer.fine_tune(personal)
+    assert tuned is None and "everyone" in message
+    assert explorer.predictor.predict_preprocessed(a_one).label == 7
+
+
+def test_teaching_can_be_turned_off_and_needs_a_label_and_a_drawing(make_explorer, a_one):
+    off = make_explorer(teaching="off")
+    assert "turned off" in off.add_example(a_one, "7", PersonalSet())[2]
+    assert "turned off" in off.fine_tune(PersonalSet())[2]
+    explorer = make_explorer()
+    assert "Pick the digit" in explorer.add_example(a_one, None, PersonalSet())[2]
+    assert "draw one first" in explorer.add_example(None, "7", PersonalSet())[2]
+    assert "at least one drawing" in explorer.fine_tune(PersonalSet())[2]
+
+
+def test_a_finished_run_lands_in_the_history_with_its_exports(make_explorer):
+    explorer = make_explorer()
+    job = explorer.job
+    ok, _ = job.start(
+        config_from_preset("fast", epochs=1, max_steps=20, log_every=5, device="cpu", threads=1)
+    )
+    assert ok and job.wait(120)
+    snap = job.snapshot()
+    assert set(snap.exports) == {"csv", "png"} and snap.n_history == 1
+    bars, table, caption = explorer.class_view_from(snap)
+    assert f"training run {snap.run_id}, epoch 1" in caption
+    assert int(table.iloc[:, 1:].to_numpy().sum()) == 10_000
+    assert "training run" in explorer.class_view()[2], "the gallery uses the run's own pass"
+    runs, curves = explorer.history_view()
+    assert list(runs["run"]) == [snap.run_id] and len(curves) == 1
+    csv = Path(snap.exports["csv"]).read_text().splitlines()
+    assert csv[0].startswith("kind,epoch,step") and len(csv) > 3
+    assert Path(snap.exports["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert checkpoints.load_test_probabilities(snap.checkpoint) is not None
+
+
+def test_run_ids_continue_after_a_restart(tmp_path):
+    predictor = Predictor.from_file(SHIPPED, threads=1)
+    first = TrainingJob(predictor, runs_dir=tmp_path)
+    first.start(config_from_preset("fast", epochs=1, max_steps=5, device="cpu", threads=1))
+    assert first.wait(120)
+    again = TrainingJob(predictor, runs_dir=tmp_path)
+    again.start(config_from_preset("fast", epochs=1, max_steps=5, device="cpu", threads=1))
+    assert again.wait(120)
+    assert again.snapshot().run_id == 2
+    assert sorted(p.name for p in tmp_path.glob("run-*.pt")) == [
+        "run-1-tutorial.pt",
+        "run-2-tutorial.pt",
+    ]
+
+
+def test_confusion_frame_puts_the_true_digit_first():
+    frame = confusion_frame(np.eye(10, dtype=int) * 3)
+    assert list(frame.columns[:2]) == ["true ↓ read →", "→0"]
+    assert frame.iloc[4, 5] == 3 and frame.iloc[4, 0] == "4"
