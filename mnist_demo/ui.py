@@ -630,7 +630,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         seen_key = gr.State(None)
         image28 = gr.State(None)
         shown_version = gr.State(None)
-        personal = gr.State(PersonalSet)  # a callable: every visitor gets their own set
+        personal = gr.State(PersonalSet())  # deep-copied: every visitor gets their own set
         tuned = gr.State(None, time_to_live=3600)  # this visitor's fine-tuned Predictor
         spark = gr.State([])
         train_timer = gr.Timer(IDLE_TICK)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pages import LABEL_JS, clear, draw, open_app
+from pages import DESKTOP, LABEL_JS, clear, draw, open_app
 
 from mnist_demo import checkpoints
 from mnist_demo.training import load_mnist
@@ -86,6 +86,16 @@ def test_teaching_a_drawing_changes_its_answer(live_app, browser, screenshots):
     )
     assert "fine-tuned copy" in page.locator("#answered").inner_text()
     page.screenshot(path=screenshots / "teach.png", full_page=True)
+
+    other = browser.new_context().new_page()  # another visitor never gets that model
+    other.set_viewport_size(DESKTOP)
+    other.goto(live_app.url)
+    other.wait_for_selector("#start", timeout=60_000)
+    other.get_by_role("tab", name="Draw").click()
+    clear(other)
+    draw(other, "1")
+    other.wait_for_function(f"{LABEL_JS} === '1'", timeout=15_000)
+    assert "fine-tuned" not in other.locator("#answered").inner_text()
 
     page.locator("#teach-shared").click()  # back to the shared model: a 1 again
     page.wait_for_function(f"{LABEL_JS} === '1'", timeout=15_000)
