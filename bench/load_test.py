@@ -7,8 +7,7 @@ default-settings run has been measured alone for a baseline, M drawings each whi
 Every drawing is a different hand-jittered digit, as visitors' drawings are; `--same-image`
 sends one file from every client instead (Gradio 6.31 rewrites an identical cached output in
 place while another request may be downloading it). `--http` replaces gradio_client by plain
-HTTP doing what a browser tab does (upload, queue, result, preview image), which leaves out
-the client library's own CPU time.
+HTTP (upload, queue, result), which leaves out the client library's own CPU time.
 
     python bench/load_test.py                                  # 20 clients x 25 predictions
     python bench/load_test.py --clients 4 --requests 5 --baseline-seconds 5 --epochs 1
@@ -52,7 +51,7 @@ def draw(path: Path, rng, digit: str) -> Path:
 
 
 class HttpVisitor:
-    """What a browser tab does for one drawing, in plain HTTP: upload, queue, result, image.
+    """One API call in plain HTTP: upload, join the queue, read the result from the stream.
 
     gradio_client spends ~150 ms of its own CPU per call on this machine; this measures the
     server with almost none of that.
@@ -90,10 +89,7 @@ class HttpVisitor:
                     break
         if not message.get("success"):
             raise RuntimeError(f"the app answered an error: {message.get('output')}")
-        out = message["output"]["data"]
-        if out[2]:  # the 28x28 preview, fetched as the browser would
-            self.http.get(out[2]["url"]).raise_for_status()
-        return out
+        return message["output"]["data"]
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -134,7 +130,7 @@ def run_round(args, connected: list, folder: Path, number: int, requests: int) -
             try:
                 out = client.predict(value, api_name=args.endpoint)
                 got = out[0].get("label") if isinstance(out[0], dict) else None
-                error = None if got is not None else f"no digit: {out[3][:80]}"
+                error = None if got is not None else f"no digit: {out[1][:80]}"
             except Exception as err:  # counted and reported, never fatal
                 got, error = None, f"{type(err).__name__}: {str(err)[:120]}"
             ms = 1000 * (time.perf_counter() - start)

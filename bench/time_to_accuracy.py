@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--preset", default="fast", choices=list(PRESETS))
     parser.add_argument("--target", type=float, default=99.0, help="test accuracy, percent")
     parser.add_argument("--runs", type=int, default=3, help="seeds 0..runs-1")
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-cuda-graph", action="store_true")
     args = parser.parse_args()

@@ -158,8 +158,7 @@ class Explorer:
         if not found:
             return gr.Gallery(value=[], visible=False), f"No test image of {what} ({label})."
         items = [
-            (insight.gallery_image(m), f"{m.true}→{m.predicted} {m.confidence:.0%}")
-            for m in found
+            (insight.gallery_image(m), f"{m.true}→{m.predicted} {m.confidence:.0%}") for m in found
         ]
         shown = f"the {len(found)} most confident" if len(found) < wrong.sum() else "all"
         return (

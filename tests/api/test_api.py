@@ -64,7 +64,7 @@ def test_predict_file_explains_a_bad_file(client, tmp_path):
     bad.write_text("hello")
     result = client.predict(handle_file(str(bad)), api_name="/predict_file")
     assert _label(result) is None
-    assert "not an image" in result[3].lower() or "cannot" in result[3].lower()
+    assert "not an image" in result[1].lower() or "cannot" in result[1].lower()
 
 
 def test_status_reports_state_and_weights(client):

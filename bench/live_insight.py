@@ -1,0 +1,103 @@
+"""Everything live at once: training, the per-digit view, drawing with explanations, sparkline.
+
+The app in this process; two headless Chromium tabs on the same machine. Tab A watches the
+Train tab with the per-digit view open; tab B draws a "1" again and again while a job trains.
+Reports tab A's dashboard refresh rate, tab B's round trips (pen-up -> label, and pen-up ->
+saliency caption), how often the per-digit view refreshed, and the sparkline's points.
+
+    python bench/live_insight.py --draws 15 --epochs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _env import print_header
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+from pages import LABEL_JS, clear, draw, open_app  # noqa: E402  (the browser tests' steps)
+from support import TRAINING_ARGS, launch  # noqa: E402
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
+WATCH_JS = """() => { window.__changes = {status: [], classes: []};
+  const watch = (sel, key) => new MutationObserver(() => window.__changes[key].push(performance.now()))
+    .observe(document.querySelector(sel), {subtree: true, childList: true, characterData: true});
+  watch('#status', 'status'); watch('#class-caption', 'classes'); }"""
+
+
+def rate(stamps: list[float]) -> float:
+    span = (stamps[-1] - stamps[0]) / 1000 if len(stamps) > 1 else 0.0
+    return round((len(stamps) - 1) / span, 2) if span else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--draws", type=int, default=15)
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    args = parser.parse_args()
+    print_header("cpu")
+    from playwright.sync_api import sync_playwright
+
+    app = launch(Path(tempfile.mkdtemp(prefix="bench-runs-")))
+    job = app.dashboard.job
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+        watcher = open_app(browser.new_context(), app.url)
+        watcher.locator("#per-digit").get_by_text("Per digit").click()
+        watcher.wait_for_function("document.querySelector('#class-caption').innerText.length")
+        watcher.evaluate(WATCH_JS)
+        drawer = open_app(browser.new_context(), app.url)
+        drawer.get_by_role("tab", name="Draw").click()
+
+        message = app.dashboard.start("fast", **{**TRAINING_ARGS, "epochs": args.epochs})
+        print("#", message, flush=True)
+        while not job.latest_step():
+            time.sleep(0.1)
+        to_label, to_why = [], []
+        for _ in range(args.draws):
+            if not job.latest_step() or job.state.value != "running":
+                break
+            clear(drawer)
+            pen_up = draw(drawer, "1")
+            drawer.wait_for_function(f"{LABEL_JS} === '1'", timeout=30_000)
+            to_label.append(1000 * (time.perf_counter() - pen_up))
+            drawer.wait_for_function(
+                "document.querySelector('#why-caption').innerText.includes('answer 1')",
+                timeout=30_000,
+            )
+            to_why.append(1000 * (time.perf_counter() - pen_up))
+        time.sleep(3)  # the last drawing stays: the sparkline gathers points
+        spark_visible = drawer.locator("#spark").is_visible()
+        job.wait(600)
+        changes = watcher.evaluate("window.__changes")
+        browser.close()
+    snap = job.snapshot()
+    app.close()
+    epochs = [r for r in snap.records if r["kind"] == "epoch"]
+    steps = [r for r in snap.records if r["kind"] == "step"]
+    result = dict(
+        draws=len(to_label),
+        label_ms_median=round(statistics.median(to_label)),
+        label_ms=[round(x) for x in to_label],
+        explanation_ms_median=round(statistics.median(to_why)),
+        dashboard_updates_per_second=rate(changes["status"]),
+        per_digit_refreshes=len(changes["classes"]),
+        epochs=len(epochs),
+        test_accuracy=[r["test_accuracy"] for r in epochs],
+        images_per_second=round(steps[-1]["step"] * 256 / steps[-1]["train_seconds"]),
+        sparkline_shown=spark_visible,
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
