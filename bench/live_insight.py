@@ -28,7 +28,8 @@ from support import TRAINING_ARGS, launch  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 WATCH_JS = """() => { window.__changes = {status: [], classes: []};
-  const watch = (sel, key) => new MutationObserver(() => window.__changes[key].push(performance.now()))
+  const watch = (sel, key) =>
+    new MutationObserver(() => window.__changes[key].push(performance.now()))
     .observe(document.querySelector(sel), {subtree: true, childList: true, characterData: true});
   watch('#status', 'status'); watch('#class-caption', 'classes'); }"""
 

@@ -47,7 +47,7 @@ def main() -> None:
                 mode=result.history[0]["mode"],
                 reached=hit is not None,
                 seconds_to_target=hit["train_seconds"] if hit else None,
-                epochs_to_target=hit["epoch"] if hit else None,
+                epochs_to_target=hit.get("epochs_done", hit["epoch"]) if hit else None,
                 accuracy=[r["test_accuracy"] for r in epochs],
                 epoch_seconds=[round(r["epoch_seconds"], 3) for r in epochs],
                 eval_seconds=[round(r["eval_seconds"], 3) for r in epochs],

@@ -643,7 +643,8 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         image28 = gr.State(None)
         shown_version = gr.State(None)
         personal = gr.State(PersonalSet())  # deep-copied: every visitor gets their own set
-        tuned = gr.State(None, time_to_live=3600)  # this visitor's fine-tuned Predictor
+        # this visitor's fine-tuned Predictor (~2 MB): dropped 30 min after its last change
+        tuned = gr.State(None, time_to_live=1800)
         spark = gr.State([])
         train_timer = gr.Timer(IDLE_TICK)
         draw_timer = gr.Timer(DRAW_TICK)

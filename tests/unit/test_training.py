@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import asdict
 from itertools import pairwise
 
@@ -344,12 +345,56 @@ def test_a_stop_after_an_epoch_reports_the_accuracy_of_the_weights_kept(
 def test_cpu_replicas_train_like_one_model(tiny_mnist, make_config):
     """Two replicas on two slices sum to the full-batch gradient: same losses, repeatably."""
 
-    def losses(threads: int) -> tuple[str, list[float]]:
-        result = training.train(make_config(threads=threads, max_steps=8, log_every=2))
+    def losses(threads: int, parallel: str) -> tuple[str, list[float]]:
+        config = make_config(threads=threads, cpu_parallel=parallel, max_steps=8, log_every=2)
+        result = training.train(config)
         return result.history[0]["mode"], [r["loss"] for r in result.history if r["kind"] == "step"]
 
-    mode_one, one = losses(1)
-    mode_two, two = losses(2)
+    mode_one, one = losses(1, "replicas")
+    mode_two, two = losses(2, "replicas")
     assert mode_one == "eager" and mode_two == "eager, 2 replicas"
     assert two == pytest.approx(one, rel=2e-3)
-    assert losses(2)[1] == two, "the tutorial model stays bit-repeatable with replicas"
+    assert losses(2, "replicas")[1] == two, "the tutorial model stays bit-repeatable with replicas"
+    mode_threads, threads = losses(2, "threads")
+    assert mode_threads == "eager, 2 threads" and threads == pytest.approx(one, rel=2e-3)
+
+
+def test_auto_parallel_trains_like_one_model_and_says_which_mode_ran(tiny_mnist, make_config):
+    config = make_config(threads=2, max_steps=30, log_every=3, batch_size=64)
+    result = training.train(config)
+    steps = [r for r in result.history if r["kind"] == "step"]
+    assert result.history[0]["mode"] == "eager, 2 threads or replicas (auto)"
+    assert {r["parallel"] for r in steps} <= {"threads", "replicas"}
+    one = training.train(make_config(threads=1, max_steps=30, log_every=3, batch_size=64))
+    reference = [r["loss"] for r in one.history if r["kind"] == "step"]
+    assert [r["loss"] for r in steps] == pytest.approx(reference, rel=5e-3)
+
+
+class _Timed:
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.calls = seconds, 0
+        self.optimizer, self.stats = None, None
+
+    def __call__(self, idx) -> None:
+        self.calls += 1
+        time.sleep(self.seconds)
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_auto_parallel_keeps_the_faster_mode_and_checks_again():
+    slow_threads, fast_replicas = _Timed(0.004), _Timed(0.0)
+    step = training._AdaptiveStep(slow_threads, fast_replicas)
+    a = step.WARMUP + 2 * step.TRIAL
+    for _ in range(a + 20):
+        step(None)
+    assert step.current == "replicas"
+    assert slow_threads.calls == step.WARMUP + step.TRIAL, "after its trial, the slow one rests"
+    slow_threads.seconds, fast_replicas.seconds = 0.0, 0.004  # the machine changed
+    for _ in range(step.EVERY):
+        step(None)
+    assert step.current == "threads"
