@@ -17,7 +17,14 @@ import numpy as np
 
 from . import checkpoints
 from .data import DataError
-from .training import PRESETS, ConfigError, Control, TrainConfig, config_from_preset
+from .training import (
+    CPU_PARALLEL,
+    PRESETS,
+    ConfigError,
+    Control,
+    TrainConfig,
+    config_from_preset,
+)
 
 EXIT_USAGE = 2
 
@@ -40,6 +47,7 @@ _HELP = {
     "seed": "random seed (weights, shuffling, augmentation)",
     "device": "auto, cpu, cuda or cuda:N",
     "threads": "CPU threads (0 = one per core)",
+    "cpu_parallel": "auto, threads or replicas: how several CPU cores share a step",
     "log_every": "steps between progress records",
     "max_steps": "stop after this many steps (0 = no limit)",
     "data_dir": "MNIST IDX files (.gz or raw, or torchvision's MNIST/raw/) instead of the bundled",
@@ -79,6 +87,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         extra: dict[str, Any] = {}
         if f.name == "schedule":
             extra["choices"] = ["onecycle", "constant"]
+        if f.name == "cpu_parallel":
+            extra["choices"] = list(CPU_PARALLEL)
         p.add_argument(
             flag,
             type=kind,
