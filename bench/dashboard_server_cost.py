@@ -55,7 +55,9 @@ def main() -> None:
     threads = [threading.Thread(target=tab, args=(i,)) for i in range(args.tabs)]
     for t in threads:
         t.start()
-    print(dashboard.start("fast", "tutorial", 2, 256, 1e-2, "onecycle", 0, 0, "auto"))
+    fast = config_from_preset("fast")  # the Train tab's defaults, as one click sends them
+    controls = ("model", "epochs", "batch_size", "lr", "schedule", "augment", "seed", "device")
+    print(dashboard.start("fast", *(getattr(fast, name) for name in controls)))
     dashboard.job.wait(600)
     done.set()
     for t in threads:
