@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args()
     print_header("cpu")
-    alone = summarise(train(config_from_preset("fast", log_every=10)).history)
+    alone = summarise(train(config_from_preset("fast", log_every=50, log_seconds=0.25)).history)
     print("alone:", json.dumps(alone), flush=True)
 
     from playwright.sync_api import sync_playwright

@@ -23,14 +23,18 @@ from _env import print_header
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
-from pages import LABEL_JS, clear, draw, open_app  # noqa: E402  (the browser tests' steps)
+from pages import DESKTOP, LABEL_JS, clear, draw, open_app  # noqa: E402  (browser test steps)
 from support import TRAINING_ARGS, launch  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 WATCH_JS = """() => { window.__changes = {status: [], classes: []};
-  const watch = (sel, key) =>
-    new MutationObserver(() => window.__changes[key].push(performance.now()))
-    .observe(document.querySelector(sel), {subtree: true, childList: true, characterData: true});
+  const text = (el) => { const copy = el.cloneNode(true);  // without Gradio's progress timer
+    copy.querySelectorAll('[data-testid=status-tracker]').forEach((t) => t.remove());
+    return copy.textContent; };
+  const watch = (sel, key) => { const el = document.querySelector(sel); let last = text(el);
+    new MutationObserver(() => { const now = text(el); if (now !== last) {
+      last = now; window.__changes[key].push(performance.now()); } })
+    .observe(el, {subtree: true, childList: true, characterData: true}); };
   watch('#status', 'status'); watch('#class-caption', 'classes'); }"""
 
 
@@ -52,11 +56,11 @@ def main() -> None:
     job = app.dashboard.job
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-        watcher = open_app(browser.new_context(), app.url)
+        watcher = open_app(browser.new_context(viewport=DESKTOP), app.url)
         watcher.locator("#per-digit").get_by_text("Per digit").click()
         watcher.wait_for_function("document.querySelector('#class-caption').innerText.length")
         watcher.evaluate(WATCH_JS)
-        drawer = open_app(browser.new_context(), app.url)
+        drawer = open_app(browser.new_context(viewport=DESKTOP), app.url)
         drawer.get_by_role("tab", name="Draw").click()
 
         message = app.dashboard.start("fast", **{**TRAINING_ARGS, "epochs": args.epochs})

@@ -49,6 +49,7 @@ _HELP = {
     "threads": "CPU threads (0 = one per core)",
     "cpu_parallel": "auto, threads or replicas: how several CPU cores share a step",
     "log_every": "steps between progress records",
+    "log_seconds": "also a progress record after this many seconds (0 = steps only)",
     "max_steps": "stop after this many steps (0 = no limit)",
     "data_dir": "MNIST IDX files (.gz or raw, or torchvision's MNIST/raw/) instead of the bundled",
 }

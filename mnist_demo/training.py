@@ -66,6 +66,7 @@ class TrainConfig:
     # to float rounding; pick one of them for bit-for-bit repeatable runs.
     cpu_parallel: str = "auto"
     log_every: int = 25  # steps between metric records, the only host syncs in an epoch
+    log_seconds: float = 0.0  # also a record once this much time passed (0 = steps only)
     max_steps: int = 0  # stop after this many steps in total (0 = no limit; for tests)
     cuda_graph: bool = True  # capture the whole step in a CUDA graph when on CUDA
     data_dir: str | None = None  # MNIST files elsewhere (default: the bundled copy)
@@ -97,6 +98,10 @@ class TrainConfig:
                 f"cpu_parallel must be one of {', '.join(CPU_PARALLEL)}",
             ),
             (_is_int(self.log_every) and self.log_every >= 1, "log_every must be at least 1"),
+            (
+                _finite(self.log_seconds) and 0 <= self.log_seconds <= 3600,
+                "log_seconds must be 0 to 3600",
+            ),
             (_is_int(self.max_steps) and self.max_steps >= 0, "max_steps must be 0 or more"),
         ]
         for ok, message in checks:
@@ -636,7 +641,13 @@ def train(
                 step_fn(perm[i * batch_size : (i + 1) * batch_size])
                 step += 1
                 window_images += batch_size
-                if step % config.log_every == 0 or i == steps_per_epoch - 1 or step == total_steps:
+                waited = time.perf_counter() - window_start
+                if (
+                    (config.log_seconds and waited >= config.log_seconds)
+                    or step % config.log_every == 0
+                    or i == steps_per_epoch - 1
+                    or step == total_steps
+                ):
                     loss_sum, correct = stats.tolist()  # the one host sync per window
                     stats.zero_()
                     seen = window_images

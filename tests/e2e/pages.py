@@ -12,7 +12,9 @@ STROKE_SCALE = 80  # px per stroke unit: the digit spans ~150 px of the 280 px c
 
 
 def open_app(browser, url: str, viewport=DESKTOP):
-    page = browser.new_page(viewport=viewport)
+    """A new page on the app, once its Train tab is there (`browser` or a browser context)."""
+    is_browser = hasattr(browser, "contexts")  # a context has its own viewport already
+    page = browser.new_page(viewport=viewport) if is_browser else browser.new_page()
     page.goto(url)
     page.wait_for_selector("#start", timeout=60_000)
     return page
