@@ -51,7 +51,7 @@ def main() -> None:
             seen = out[-1]
             ticks += 1
             if ticks % round(DRAW_TICK / ACTIVE_TICK) == 0:
-                dashboard.follow_live_weights(None, None)
+                dashboard.follow_live_weights("", None, None, None)
 
     threads = [threading.Thread(target=tab, args=(i,)) for i in range(args.tabs)]
     for t in threads:

@@ -5,7 +5,7 @@ Train tab with the per-digit view open; tab B draws a "1" again and again while 
 Reports tab A's dashboard refresh rate, tab B's round trips (pen-up -> label, and pen-up ->
 saliency caption), how often the per-digit view refreshed, and the sparkline's points.
 
-    python bench/live_insight.py --draws 15 --epochs 3
+    python bench/live_insight.py --draws 15 --epochs 3 [--train-threads 1]
 """
 
 from __future__ import annotations
@@ -47,12 +47,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=15)
     parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--train-threads", type=int, default=0, help="as MNIST_DEMO_TRAIN_THREADS")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args()
     print_header("cpu")
     from playwright.sync_api import sync_playwright
 
-    app = launch(Path(tempfile.mkdtemp(prefix="bench-runs-")))
+    app = launch(Path(tempfile.mkdtemp(prefix="bench-runs-")), train_threads=args.train_threads)
     job = app.dashboard.job
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
@@ -67,11 +68,16 @@ def main() -> None:
         print("#", message, flush=True)
         while not job.latest_step():
             time.sleep(0.1)
-        to_label, to_why = [], []
+        to_label, to_why, stuck = [], [], []
         for _ in range(args.draws):
             if not job.latest_step() or job.state.value != "running":
                 break
-            clear(drawer)
+            try:
+                clear(drawer)
+            except Exception:  # counted: the label did not empty within 10 s of Clear
+                stuck.append(drawer.evaluate(LABEL_JS))
+                drawer.screenshot(path=ROOT / "artifacts" / f"clear-stuck-{len(stuck)}.png")
+                continue
             pen_up = draw(drawer, "1")
             drawer.wait_for_function(f"{LABEL_JS} === '1'", timeout=30_000)
             to_label.append(1000 * (time.perf_counter() - pen_up))
@@ -80,8 +86,11 @@ def main() -> None:
                 timeout=30_000,
             )
             to_why.append(1000 * (time.perf_counter() - pen_up))
-        time.sleep(3)  # the last drawing stays: the sparkline gathers points
-        spark_visible = drawer.locator("#spark").is_visible()
+        for _ in range(30):  # the last drawing stays: the sparkline gathers points
+            spark_visible = drawer.locator("#spark").is_visible()
+            if spark_visible or job.state.value != "running":
+                break
+            time.sleep(0.5)
         job.wait(600)
         changes = watcher.evaluate("window.__changes")
         browser.close()
@@ -100,6 +109,7 @@ def main() -> None:
         test_accuracy=[r["test_accuracy"] for r in epochs],
         images_per_second=round(steps[-1]["step"] * 256 / steps[-1]["train_seconds"]),
         sparkline_shown=spark_visible,
+        clears_not_emptied=stuck,
     )
     print(json.dumps(result))
 

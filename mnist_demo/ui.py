@@ -307,6 +307,8 @@ class Dashboard:
 
     def follow_live_weights(
         self,
+        drawing: str | None,
+        uploaded: Any,
         image28: np.ndarray | None,
         shown: int | None,
         tuned: Predictor | None = None,
@@ -314,9 +316,13 @@ class Dashboard:
     ) -> tuple:
         """Re-score the current drawing when newer weights were published (while training).
 
-        Also extends the drawing's sparkline. A visitor's own tuned model does not change.
+        `drawing` and `uploaded` are the pad's and the upload's values when the tick fired:
+        empty once cleared, even if the clear's own event has not yet emptied `image28`, so a
+        re-score never brings back the answer for a drawing that is gone. Also extends the
+        drawing's sparkline. A visitor's own tuned model does not change.
         """
-        if image28 is None or tuned is not None or shown == self.predictor.version.number:
+        stale = not (drawing or uploaded) or image28 is None or tuned is not None
+        if stale or shown == self.predictor.version.number:
             return (gr.skip(),) * 8
         prediction = self.predictor.predict_preprocessed(np.asarray(image28))
         return (*self._render(prediction), *self.explorer.track(prediction, spark))
@@ -724,12 +730,20 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         explorer = dashboard.explorer
         why_outputs = [saliency, maps1, maps2, why_caption, spark, spark_plot]
         private = dict(api_visibility="private", show_progress="hidden")
-        pad.change(
+        rescoring = draw_timer.tick(  # the pad's value says whether it still holds a drawing
+            dashboard.follow_live_weights,
+            [pad, upload, image28, shown_version, tuned, spark],
+            draw_outputs + [spark, spark_plot],
+            concurrency_limit=None,
+            **private,
+        )
+        pad.change(  # a re-scoring still in flight holds the old drawing: cancel it
             dashboard.predict_drawing,
             [pad, tuned],
             draw_outputs,
             trigger_mode="always_last",
             concurrency_limit=None,
+            cancels=[rescoring],
             **private,
         ).then(explorer.after_drawing, [image28, tuned], why_outputs, **private)
         for button, source, name in (
@@ -747,14 +761,6 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         upload.upload(
             dashboard.predict, [upload, tuned], draw_outputs, concurrency_limit=None, **private
         ).then(explorer.after_drawing, [image28, tuned], why_outputs, **private)
-        draw_timer.tick(
-            dashboard.follow_live_weights,
-            [image28, shown_version, tuned, spark],
-            draw_outputs + [spark, spark_plot],
-            concurrency_limit=None,
-            **private,
-        )
-
         class_outputs = [per_class, confusion, class_caption]
         gallery_outputs = [misreads, gallery_caption]
         per_digit.expand(explorer.class_view, None, class_outputs, **private).then(
