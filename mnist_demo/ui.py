@@ -28,7 +28,7 @@ from .ui_explore import ANY, CONFUSION_COLUMNS, DIGIT_CHOICES, Explorer
 
 log = logging.getLogger(__name__)
 
-ACTIVE_TICK, IDLE_TICK = 0.4, 2.0  # seconds between dashboard polls: live vs. waiting
+ACTIVE_TICK, IDLE_TICK = 0.3, 2.0  # seconds between dashboard polls: live vs. waiting
 TRAIN_OUTPUTS = 16  # values Dashboard.tick returns, in build_app's train_outputs order
 DRAW_TICK = 1.0  # seconds between re-scoring the drawing with live weights
 PREVIEW_SCALE = 8  # the 28x28 input is shown at 224x224, nearest-neighbour
