@@ -7,11 +7,14 @@ py="${VENV:-.venv}/bin/python"
 out=artifacts/bench; mkdir -p "$out"
 run() { local name=$1; shift; echo "== $name: $*"; "$py" "$@" 2>&1 | tee "$out/$name.txt"; }
 run tutorial_vs_ours bench/tutorial_vs_ours.py --epochs 1 --device cpu
-run time_to_99 bench/time_to_accuracy.py --runs 3 --device cpu
-run dashboard_overhead bench/dashboard_overhead.py --tabs 2
+run time_to_99 bench/time_to_accuracy.py --runs 5 --device cpu
+run dashboard_overhead bench/dashboard_overhead.py --tabs 1
+run dashboard_server_cost bench/dashboard_server_cost.py --tabs 2
+run live_insight bench/live_insight.py --draws 15 --epochs 3
 run predict_latency bench/predict_latency.py --reps 300 --files 10000
 run robustness bench/robustness_set.py --n 2000 --seed 0
 run load_test bench/load_test.py
 run load_test_http bench/load_test.py --http
+run api_cost bench/api_cost.py
 run load_test_http_1thread bench/load_test.py --http --train-threads 1
 run robustness_improved bench/robustness_set.py --n 2000 --seed 0 --model improved
