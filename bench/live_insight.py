@@ -5,7 +5,7 @@ Train tab with the per-digit view open; tab B draws a "1" again and again while 
 Reports tab A's dashboard refresh rate, tab B's round trips (pen-up -> label, and pen-up ->
 saliency caption), how often the per-digit view refreshed, and the sparkline's points.
 
-    python bench/live_insight.py --draws 15 --epochs 3 [--train-threads 1]
+    python bench/live_insight.py --draws 15 --epochs 3 [--train-threads 1] [--no-watcher]
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=15)
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--train-threads", type=int, default=0, help="as MNIST_DEMO_TRAIN_THREADS")
+    parser.add_argument("--no-watcher", action="store_true", help="only the drawing tab")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args()
     print_header("cpu")
@@ -57,10 +58,13 @@ def main() -> None:
     job = app.dashboard.job
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-        watcher = open_app(browser.new_context(viewport=DESKTOP), app.url)
-        watcher.locator("#per-digit").get_by_text("Per digit").click()
-        watcher.wait_for_function("document.querySelector('#class-caption').innerText.length")
-        watcher.evaluate(WATCH_JS)
+        watcher = (
+            None if args.no_watcher else open_app(browser.new_context(viewport=DESKTOP), app.url)
+        )
+        if watcher:
+            watcher.locator("#per-digit").get_by_text("Per digit").click()
+            watcher.wait_for_function("document.querySelector('#class-caption').innerText.length")
+            watcher.evaluate(WATCH_JS)
         drawer = open_app(browser.new_context(viewport=DESKTOP), app.url)
         drawer.get_by_role("tab", name="Draw").click()
 
@@ -92,7 +96,7 @@ def main() -> None:
                 break
             time.sleep(0.5)
         job.wait(600)
-        changes = watcher.evaluate("window.__changes")
+        changes = watcher.evaluate("window.__changes") if watcher else {"status": [], "classes": []}
         browser.close()
     snap = job.snapshot()
     app.close()

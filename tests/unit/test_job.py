@@ -7,6 +7,7 @@ after the job has handled the record of step N, signals `reached` and waits for 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import asdict
@@ -443,3 +444,20 @@ def test_a_failed_run_reports_and_the_next_start_works(job, config, monkeypatch)
     assert job.start(config)[0]
     finish(job)
     assert job.state is State.FINISHED
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are Linux-only")
+def test_the_training_thread_yields_the_cpu_to_requests():
+    seen = []
+
+    def training_thread() -> None:
+        job_module._yield_to_requests()
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    worker = threading.Thread(target=training_thread)
+    worker.start()
+    worker.join()
+    assert seen[0] >= job_module.TRAINING_NICENESS
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < seen[0], (
+        "only the training thread is lowered, not the server's"
+    )
