@@ -12,13 +12,14 @@ import io
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from .checkpoints import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -161,25 +162,13 @@ class RunHistory:
             return []
 
     def _save(self) -> None:
-        """Temp file in the same folder, fsync, rename: a crash leaves the old or new file."""
+        """Write atomically, like a checkpoint: a crash leaves the old file or the new one."""
         payload = {"format": FORMAT, "runs": [asdict(run) for run in self._runs]}
-        tmp = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-            )
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(payload, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)  # make the rename itself durable
+            atomic_write_bytes(self.path, json.dumps(payload, indent=1).encode("utf-8"))
         except OSError as err:
             # Kept in memory for this session; failing the run over a chart would be worse.
             log.error("could not save run history to %s: %s", self.path, err)
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
 
     def add(self, summary: RunSummary) -> None:
         """Append a run (dropping the oldest beyond `limit`) and save."""
@@ -201,19 +190,6 @@ class RunHistory:
         with self._lock:
             self._runs = []
             self._save()
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not every platform opens folders
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def records_csv(records: Sequence[Record]) -> str:
