@@ -242,7 +242,14 @@ def test_a_diverged_run_is_never_the_model_a_restart_loads(tmp_path):
 def test_start_up_removes_half_written_temp_files(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
-    stale = runs / ".run-3-tutorial.pt.abc123.tmp"
-    stale.write_bytes(b"half a checkpoint")
+    stale = [
+        runs / ".run-3-tutorial.pt.abc123.tmp",  # a checkpoint
+        runs / ".history.json.x1y2.tmp",  # the run history
+        runs / ".run-3-tutorial.csv.q9.tmp",  # an export
+    ]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    kept = runs / "history.json"
+    kept.write_text("{}")
     server.remove_stale_temp_files(runs)
-    assert not stale.exists()
+    assert not any(path.exists() for path in stale) and kept.exists()
