@@ -58,16 +58,19 @@ class HttpVisitor:
     """
 
     def __init__(self, url: str) -> None:
+        import uuid
+
         import httpx
 
         self.http = httpx.Client(base_url=url, timeout=120)
+        # One session per visitor, as a browser tab (and gradio_client) keeps: a new session
+        # per call made Gradio build per-session state every time (22% of the server's CPU).
+        self.session = uuid.uuid4().hex
         deps = self.http.get("config").json()["dependencies"]
         self.functions = {d.get("api_name"): i for i, d in enumerate(deps)}
         self.queued = {d.get("api_name"): d.get("queue") is not False for d in deps}
 
     def predict(self, value, api_name: str) -> list:
-        import uuid
-
         def upload(path: str) -> dict:
             with open(path, "rb") as f:
                 files = {"files": (Path(path).name, f.read(), "image/png")}
@@ -79,7 +82,7 @@ class HttpVisitor:
             data = {"background": upload(value["background"]), "layers": [], "composite": None}
         else:
             data = upload(value)
-        session = uuid.uuid4().hex
+        session = self.session
         body = {"data": [data], "fn_index": self.functions[api_name[1:]], "session_hash": session}
         if not self.queued[api_name[1:]]:  # an endpoint off the queue: one POST, one answer
             answer = self.http.post(f"gradio_api/run{api_name}", json=body)
@@ -122,12 +125,18 @@ def run_round(args, connected: list, folder: Path, number: int, requests: int) -
 
     def visitor(c: int) -> None:
         client, rng = connected[c], np.random.default_rng([number, c])
+        paths = [  # drawn before the round: the load is the calls, not making the drawings
+            same
+            if args.same_image
+            else draw(folder / f"{c}-{r}.png", rng, DIGITS[(c + r) % len(DIGITS)])
+            for r in range(requests)
+        ]
         barrier.wait()
         for r in range(requests):
             if time.monotonic() > deadline:
                 break
+            path = paths[r]
             digit = DIGITS[0] if args.same_image else DIGITS[(c + r) % len(DIGITS)]
-            path = same if args.same_image else draw(folder / f"{c}-{r}.png", rng, digit)
             value = str(path) if args.http else handle_file(str(path))
             if args.endpoint == "/predict":
                 value = {"background": value, "layers": [], "composite": None}
