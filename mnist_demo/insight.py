@@ -143,14 +143,15 @@ def misreads(
     ]
 
 
-def _image28(image28: Any) -> np.ndarray:
-    image = np.asarray(_numpy(image28), dtype=np.float32)
+def check_image28(image28: Any) -> np.ndarray:
+    """A float32 copy of a network-ready (28, 28) image in [0, 1]; ValueError says what is wrong."""
+    image = np.array(_numpy(image28), dtype=np.float32)
     if image.shape != (IMAGE_SIDE, IMAGE_SIDE):
-        raise ValueError(f"expected a (28, 28) image, got shape {image.shape}")
+        raise ValueError(f"Expected a 28x28 image, shape (28, 28), got shape {image.shape}.")
     if not np.isfinite(image).all():
-        raise ValueError("the image holds NaN or infinite pixels")
+        raise ValueError("The image holds NaN or infinite pixels.")
     if image.min() < 0.0 or image.max() > 1.0:
-        raise ValueError("pixels must lie in [0, 1] (MNIST pixel / 255)")
+        raise ValueError("Pixels must lie in [0, 1] (MNIST pixel / 255).")
     return image
 
 
@@ -178,7 +179,7 @@ def saliency(model: nn.Module, image28: np.ndarray, target: int | None = None) -
     the model, so concurrent calls on one model are safe.
     """
     _require_eval(model)
-    image = _image28(image28)
+    image = check_image28(image28)
     target = _digit(target, "target")
     device = next(model.parameters()).device
     x = torch.from_numpy(image).to(device)
@@ -203,7 +204,7 @@ def saliency(model: nn.Module, image28: np.ndarray, target: int | None = None) -
 def feature_maps(model: nn.Module, image28: np.ndarray) -> list[np.ndarray]:
     """Activations after each conv stage, (C, H, W) float32: what the filters respond to."""
     _require_eval(model)
-    image = _image28(image28)
+    image = check_image28(image28)
     device = next(model.parameters()).device
     with torch.inference_mode():
         stages = model.features(_network_input(torch.from_numpy(image).to(device)[None]))
@@ -223,7 +224,7 @@ def _check_scale(scale: int) -> None:
 def heat_overlay(image28: np.ndarray, heat: np.ndarray, scale: int = 8) -> np.ndarray:
     """The digit in grey with the heat map blended over it (red = some, yellow = most)."""
     _check_scale(scale)
-    image = _image28(image28)
+    image = check_image28(image28)
     heat = np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0).clip(0.0, 1.0)
     if heat.shape != image.shape:
         raise ValueError(f"heat map shape {heat.shape} does not match the image {image.shape}")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from . import checkpoints
 from .data import IMAGE_SIDE, MEAN, NUM_CLASSES, STD, Split
+from .insight import check_image28
 from .training import evaluate, layout_batch
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,7 @@ class PersonalSet:
             raise ValueError(f"The label must be a digit from 0 to 9, got {label!r}.")
         if not 0 <= int(label) < NUM_CLASSES:
             raise ValueError(f"The label must be a digit from 0 to 9, got {label}.")
-        image = np.array(image28, dtype=np.float32)  # a copy: the caller's array may change
-        if image.shape != (IMAGE_SIDE, IMAGE_SIDE):
-            raise ValueError(f"Expected a 28x28 image, got shape {image.shape}.")
-        if not np.isfinite(image).all():
-            raise ValueError("The image holds NaN or infinite pixels.")
-        if image.min() < 0.0 or image.max() > 1.0:
-            raise ValueError("Pixels must lie in [0, 1] (MNIST pixel / 255).")
+        image = check_image28(image28)  # a copy: the caller's array may change
         if image.max() == 0.0:
             raise ValueError("The image is blank; draw a digit first.")
         self._images.append(image)
