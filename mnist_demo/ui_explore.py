@@ -61,6 +61,11 @@ def _digit_or_none(choice: Any) -> int | None:
     return digit
 
 
+def _any_or(digit: int | None) -> int | slice:
+    """Index for one digit's row/column of a 10x10 matrix, or all of them."""
+    return slice(None) if digit is None else digit
+
+
 def _tiles(maps: np.ndarray) -> np.ndarray:
     return insight.tile_maps(maps, columns=8, scale=max(1, TILE_SIDE // maps.shape[-1]))
 
@@ -147,11 +152,9 @@ class Explorer:
         found = insight.misreads(
             test.images, test.labels, predictions, probabilities, true, read, GALLERY_SIZE
         )
-        wrong = predictions != test.labels.numpy()
-        if true is not None:
-            wrong &= test.labels.numpy() == true
-        if read is not None:
-            wrong &= predictions == read
+        mistakes = insight.confusion_matrix(test.labels, predictions)
+        np.fill_diagonal(mistakes, 0)
+        count = int(mistakes[_any_or(true), _any_or(read)].sum())  # the gallery shows <= 24
         what = f"{'any digit' if true is None else f'a {true}'} read as " + (
             "something else" if read is None else f"a {read}"
         )
@@ -160,10 +163,10 @@ class Explorer:
         items = [
             (insight.gallery_image(m), f"{m.true}→{m.predicted} {m.confidence:.0%}") for m in found
         ]
-        shown = f"the {len(found)} most confident" if len(found) < wrong.sum() else "all"
+        shown = f"the {len(found)} most confident" if len(found) < count else "all"
         return (
             gr.Gallery(value=items, visible=True),
-            f"{int(wrong.sum())} test images of {what} ({label}); {shown} below.",
+            f"{count} test images of {what} ({label}); {shown} below.",
         )
 
     def select_cell(self, evt: gr.SelectData) -> tuple:
