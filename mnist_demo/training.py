@@ -457,26 +457,26 @@ class _AdaptiveStep:
         self._calls = 0
         self._times: dict[str, list[float]] = {"threads": [], "replicas": []}
 
-    def _plan(self) -> str:
+    def _plan(self) -> tuple[str, bool]:
+        """Which mode runs this step, and whether it is one of a trial's timed steps."""
         at = self._calls % self.EVERY - self.WARMUP
         if 0 <= at < self.TRIAL:
-            return "threads"
+            return "threads", True
         if self.TRIAL <= at < 2 * self.TRIAL:
-            return "replicas"
+            return "replicas", True
         if at == 2 * self.TRIAL:  # both timed: keep the faster
             medians = {mode: sorted(t)[len(t) // 2] for mode, t in self._times.items()}
             self.current = min(medians, key=medians.get)
             self._times = {"threads": [], "replicas": []}
-        return self.current
+        return self.current, False
 
     def __call__(self, idx: torch.Tensor) -> None:
-        mode = self._plan()
+        mode, timed = self._plan()
         if mode == "replicas" and self._last != "replicas":
             self.modes["replicas"].sync()
         start = time.perf_counter()
         self.modes[mode](idx)  # synchronous on the CPU: the wall time is the step's time
-        at = self._calls % self.EVERY - self.WARMUP
-        if 0 <= at < 2 * self.TRIAL:
+        if timed:
             self._times[mode].append(time.perf_counter() - start)
         self._last = mode
         self._calls += 1
