@@ -1,8 +1,9 @@
-"""Shared by the api and e2e tiers: launch the real app in-process on a free loopback port."""
+"""Shared by the test tiers: launch the real app on a free loopback port, and test doubles."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from mnist_demo import server
 from mnist_demo.settings import AppSettings
+from mnist_demo.training import Control
 from mnist_demo.ui import Dashboard
 
 # The Train tab's controls for a short default run, as the API and the handlers take them.
@@ -37,6 +39,19 @@ class LiveApp:
         self.dashboard.job.stop()
         self.dashboard.job.wait(30)
         self.demo.close()
+
+
+class WatchedControl(Control):
+    """A Control that signals when the loop is actually blocked by a pause."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocked = threading.Event()
+
+    def wait_while_paused(self) -> float:
+        if self.paused:
+            self.blocked.set()
+        return super().wait_while_paused()
 
 
 def wait_status(client, predicate, timeout: float = 60.0) -> dict:

@@ -15,6 +15,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
+from support import WatchedControl
 
 from mnist_demo import checkpoints
 from mnist_demo import job as job_module
@@ -22,7 +23,7 @@ from mnist_demo.checkpoints import Checkpoint
 from mnist_demo.job import JobLimits, State, TrainingJob
 from mnist_demo.models import build_model
 from mnist_demo.predict import Predictor
-from mnist_demo.training import ConfigError, Control, TrainConfig, train
+from mnist_demo.training import ConfigError, TrainConfig, train
 
 BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
 
@@ -171,19 +172,6 @@ def test_invalid_config_raises_and_leaves_the_job_as_it_was(job, config):
 
 
 # --- pause, resume, stop, reset -----------------------------------------------------------------
-
-
-class WatchedControl(Control):
-    """A Control that signals when the loop is actually blocked by a pause."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.blocked = threading.Event()
-
-    def wait_while_paused(self) -> float:
-        if self.paused:
-            self.blocked.set()
-        return super().wait_while_paused()
 
 
 def test_pause_and_resume_move_the_state_and_hold_the_loop(job, config, gates, monkeypatch):

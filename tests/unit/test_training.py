@@ -10,6 +10,7 @@ from itertools import pairwise
 
 import pytest
 import torch
+from support import WatchedControl
 
 from mnist_demo import training
 from mnist_demo.training import (
@@ -228,19 +229,6 @@ def test_same_seed_repeats_exactly_and_another_seed_differs(tiny_mnist, make_con
     assert len(first) == 20
     assert first == again
     assert all(a != b for a, b in zip(first, other, strict=True))
-
-
-class WatchedControl(Control):
-    """A Control that signals when the loop is actually blocked by a pause."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.blocked = threading.Event()
-
-    def wait_while_paused(self) -> float:
-        if self.paused:
-            self.blocked.set()
-        return super().wait_while_paused()
 
 
 def run_in_thread(config, control, pause_at: int):
