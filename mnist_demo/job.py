@@ -135,6 +135,7 @@ class TrainingJob:
             self._exports = {}
             self._started_at = time.monotonic()
             self._paused_seconds = 0.0
+            self._last_publish = 0.0  # the run's first step record always publishes
             self._message = f"Run {self._run_id} started."
             self._thread = threading.Thread(
                 target=self._run,
@@ -307,6 +308,14 @@ class TrainingJob:
         self, record: Record, model: nn.Module, config: TrainConfig, control: Control, run_id: int
     ) -> None:
         record = {**record, "run_id": run_id, "wall": round(time.monotonic() - self._started_at, 3)}
+        # Publish before the record is visible: a status that shows a step of this run also
+        # shows this run's weights in the Draw tab.
+        now = time.monotonic()
+        if record["kind"] == "epoch":
+            self._publish(config, model, f"training run {run_id}, epoch {record['epoch']}")
+        elif record["kind"] == "step" and now - self._last_publish >= self.limits.publish_interval:
+            progress = record["epoch"] - 1 + record["epoch_progress"]
+            self._publish(config, model, f"training run {run_id}, epoch {progress:.2f}")
         with self._lock:
             self._records.append(record)
             if record["kind"] == "epoch":
@@ -318,12 +327,6 @@ class TrainingJob:
                 control.stop()
                 self._state = State.STOPPING
                 self._message = "Stopping: the time limit for one run was reached."
-        now = time.monotonic()
-        if record["kind"] == "epoch":
-            self._publish(config, model, f"training run {run_id}, epoch {record['epoch']}")
-        elif record["kind"] == "step" and now - self._last_publish >= self.limits.publish_interval:
-            progress = record["epoch"] - 1 + record["epoch_progress"]
-            self._publish(config, model, f"training run {run_id}, epoch {progress:.2f}")
 
     def _export(self, run_id: int, config: TrainConfig, records: list[Record]) -> dict[str, str]:
         """The run's metrics as CSV and the tutorial's figure as PNG, next to its checkpoint."""

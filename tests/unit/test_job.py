@@ -325,6 +325,31 @@ def test_the_predictor_serves_live_weights_while_the_job_runs(new_job, config, g
     )
 
 
+def test_a_status_showing_a_step_already_shows_that_runs_weights(
+    new_job, config, gates, predictor, monkeypatch
+):
+    job = new_job(publish_interval=3600.0)  # past each run's first step, only epochs publish
+    steps_visible_at_publish: list[int] = []
+    set_weights = predictor.set_weights
+
+    def watched(*args, **kwargs):
+        steps_visible_at_publish.append(len(steps(job.snapshot().records)))
+        return set_weights(*args, **kwargs)
+
+    monkeypatch.setattr(predictor, "set_weights", watched)
+    for run_id in (1, 2):  # run 2 starts right after run 1 published its final weights
+        gate = gates.at(1)
+        job.start(config)
+        gate.wait_reached()
+        assert job.snapshot().latest_step["step"] == 1
+        assert predictor.version.label.startswith(f"training run {run_id}, epoch 0.")
+        gate.release.set()
+        finish(job)
+        gates.all.remove(gate)
+
+    assert steps_visible_at_publish[0] == 0  # published before the first step was visible
+
+
 def test_a_finished_run_saves_a_checkpoint_with_its_numbers(job, config, tmp_path):
     job.start(config)
     finish(job)
