@@ -763,8 +763,11 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         ).then(explorer.after_drawing, [image28, tuned], why_outputs, **private)
         class_outputs = [per_class, confusion, class_caption]
         gallery_outputs = [misreads, gallery_caption]
-        per_digit.expand(explorer.class_view, None, class_outputs, **private).then(
-            explorer.gallery, [true_pick, read_pick], gallery_outputs, **private
+        per_digit.expand(
+            explorer.open_per_digit,
+            [true_pick, read_pick],
+            class_outputs + gallery_outputs,
+            **private,
         )
         confusion.select(
             explorer.select_cell, None, [true_pick, read_pick] + gallery_outputs, **private

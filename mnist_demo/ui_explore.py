@@ -114,6 +114,14 @@ class Explorer:
         matrix = insight.confusion_matrix(labels, probabilities.argmax(1))
         return self._class_outputs(label, matrix)
 
+    def open_per_digit(self, true_choice: Any, read_choice: Any) -> tuple:
+        """Opening the panel: the class view and the picked pair's gallery in one event.
+
+        Two chained events would let a quick click on a cell be overwritten by the gallery
+        of the pair picked before it.
+        """
+        return (*self.class_view(), *self.gallery(true_choice, read_choice))
+
     def class_view_from(self, snap: Snapshot) -> tuple | None:
         """The same view from the latest epoch record (no test pass needed), or None."""
         epoch = snap.latest_epoch

@@ -82,6 +82,17 @@ def test_the_class_view_reads_the_cached_answers_of_the_draw_model(make_explorer
     assert int(table.iloc[:, 1:].to_numpy().sum()) == 10_000
 
 
+def test_opening_the_panel_gives_the_class_view_and_the_picked_pairs_gallery_at_once(
+    make_explorer,
+):
+    explorer = make_explorer()
+    bars, table, caption, gallery, gallery_caption = explorer.open_per_digit("4", "9")
+    assert caption == explorer.class_view()[2]
+    assert table.equals(explorer.class_view()[1])
+    assert gallery_caption == explorer.gallery("4", "9")[1]
+    assert "a 4 read as a 9" in gallery_caption
+
+
 def test_the_gallery_shows_a_confusion_most_confident_first(make_explorer):
     explorer = make_explorer()
     gallery, caption = explorer.gallery("4", "9")
