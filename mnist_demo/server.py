@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,24 @@ def _newest_first(paths) -> list[Path]:
     return [path for _, path in sorted(dated, reverse=True)]
 
 
+# Gradio's queue keeps every event's timing for its monitoring dashboard (off here) and, after
+# each event, rebuilds a pandas summary of up to 10,000 of them: ~25 ms of CPU per event on
+# this 2-core machine, on every drawing, timer tick and API call. Nothing here reads it.
+# Operators who turn monitoring on can still set these variables themselves.
+QUIET_GRADIO_ANALYTICS = {
+    "GRADIO_ANALYTICS_CACHE_FREQUENCY": str(10**9),  # events between summaries: never
+    "GRADIO_ANALYTICS_MAX_EVENTS": "1000",  # timings kept (memory)
+}
+
+
 def create(settings: AppSettings) -> tuple[gr.Blocks, Dashboard]:
+    for name, value in QUIET_GRADIO_ANALYTICS.items():
+        os.environ.setdefault(name, value)  # read when the queue is made, below
     remove_stale_temp_files(settings.runs_dir)
     predictor = last_good_predictor(settings.runs_dir)
     job = TrainingJob(predictor, runs_dir=settings.runs_dir, limits=settings.limits)
     dashboard = Dashboard(job, predictor, settings)
+    log.debug("warm-up drawing read as %s", dashboard.warm_up())
     demo = build_app(dashboard)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=4)
     return demo, dashboard

@@ -7,6 +7,7 @@ only lays out components and wires events. Nothing mutable lives at module level
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import math
@@ -14,10 +15,10 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from . import charts
-from .drawpad import drawpad
+from .drawpad import BRUSH, SIDE, drawpad
 from .job import ACTIVE, Snapshot, TrainingJob
 from .predict import Prediction, Predictor
 from .settings import AppSettings
@@ -29,13 +30,25 @@ from .ui_explore import ANY, CONFUSION_COLUMNS, DIGIT_CHOICES, Explorer
 log = logging.getLogger(__name__)
 
 ACTIVE_TICK, IDLE_TICK = 0.3, 2.0  # seconds between dashboard polls: live vs. waiting
-TRAIN_OUTPUTS = 16  # values Dashboard.tick returns, in build_app's train_outputs order
+TRAIN_OUTPUTS = 17  # values Dashboard.tick returns, in build_app's train_outputs order
+# Starting the explanation's event costs the browser ~30 ms of bookkeeping: let the label
+# paint first.
+AFTER_PAINT_JS = "() => new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)))"
 DRAW_TICK = 1.0  # seconds between re-scoring the drawing with live weights
-PREVIEW_SCALE = 8  # the 28x28 input is shown at 224x224, nearest-neighbour
 CONTROL_FIELDS = ("model", "epochs", "batch_size", "lr", "schedule", "augment", "seed", "device")
 
 CSS = """
-#seen img { image-rendering: pixelated; }
+#seen img { image-rendering: pixelated; width: 224px; height: 224px; object-fit: contain; }
+.prob-bars { display: grid; gap: 3px; font-size: var(--text-sm);
+  font-variant-numeric: tabular-nums; }
+.prob-row { display: grid; grid-template-columns: 1.2em 1fr 3.8em; gap: 8px;
+  align-items: center; }
+.prob-row > span:last-child { text-align: right; color: var(--body-text-color-subdued); }
+.prob-bar { height: 12px; background: var(--background-fill-secondary); border-radius: 3px; }
+.prob-bar i { display: block; height: 100%; border-radius: 3px;
+  background: var(--color-accent-soft); }
+.prob-row.top .prob-bar i { background: var(--color-accent); }
+.prob-row.top { font-weight: 600; }
 #status { font-variant-numeric: tabular-nums; }
 .compact-buttons button { min-width: 0; }
 """
@@ -109,10 +122,10 @@ def _or_none(frame):
 
 
 def _preview(image28: np.ndarray | None) -> np.ndarray | None:
+    """The network's input as 8-bit pixels; CSS scales it up (pixelated), the server does not."""
     if image28 is None:
         return None
-    big = np.kron(image28, np.ones((PREVIEW_SCALE, PREVIEW_SCALE), dtype=np.float32))
-    return (255 * big).round().astype(np.uint8)
+    return (255 * np.asarray(image28)).round().astype(np.uint8)
 
 
 class Dashboard:
@@ -187,9 +200,18 @@ class Dashboard:
         snap = self.job.snapshot()
         records = snap.records
         epochs = [r for r in records if r["kind"] == "epoch"]
-        key = (snap.run_id, snap.n_records, snap.state, snap.message, snap.n_history, len(epochs))
+        weights = self.predictor.version.number
+        key = (
+            snap.run_id,
+            snap.n_records,
+            snap.state,
+            snap.message,
+            snap.n_history,
+            weights,
+            len(epochs),
+        )
         if seen is not None and tuple(seen) == key:
-            return (gr.skip(),) * (TRAIN_OUTPUTS - 1) + (seen,)
+            return (gr.skip(),) * TRAIN_OUTPUTS  # a State write costs Gradio its config
         # The matplotlib figure costs ~100 ms of CPU: draw it only when an epoch was added.
         figure_moved = (
             seen is None
@@ -219,8 +241,24 @@ class Dashboard:
             download,
             *self.explorer.train_views(snap, figure_moved, history_moved),
             gr.Timer(value=ACTIVE_TICK if active else IDLE_TICK),
+            self._wake_rescoring(seen, key, active),
             key,
         )
+
+    @staticmethod
+    def _wake_rescoring(seen: tuple | None, key: tuple, active: bool) -> Any:
+        """The draw timer's update: on when a run starts or idle weights change, else untouched.
+
+        follow_live_weights puts it back to sleep once the job is idle and the drawing is up
+        to date. Only transitions are sent, so the timer's interval is never restarted.
+        """
+        if seen is None or len(seen) != len(key):
+            return gr.Timer(active=True) if active else gr.skip()
+        was_active = seen[2] in {s.value for s in ACTIVE}
+        weights_moved = seen[5] != key[5]
+        if (active and not was_active) or (not active and weights_moved):
+            return gr.Timer(active=True)
+        return gr.skip()
 
     def status(self) -> dict:
         """The job's state and latest metrics as JSON (the public /status endpoint)."""
@@ -245,7 +283,7 @@ class Dashboard:
             )
             return (
                 {},
-                charts.probability_frame(None),
+                charts.probability_bars_html(None),
                 None,
                 note,
                 None,
@@ -260,7 +298,7 @@ class Dashboard:
         )
         return (
             confidences,
-            charts.probability_frame(probs),
+            charts.probability_bars_html(probs),
             _preview(prediction.image),
             note,
             prediction.image,
@@ -299,6 +337,18 @@ class Dashboard:
             return self._render(None, f"⚠️ {err}")
         return self.predict(image, tuned)
 
+    def warm_up(self) -> str | None:
+        """One drawing and its explanation before any visitor: the first calls into torch and
+        the image code cost ~30 ms more than later ones, and that should not be a visitor's."""
+        pad = Image.new("L", (SIDE, SIDE), 255)
+        ImageDraw.Draw(pad).line([(SIDE // 2, SIDE // 5), (SIDE // 2, SIDE * 4 // 5)], 0, BRUSH)
+        buffer = io.BytesIO()
+        pad.save(buffer, "PNG")
+        url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+        confidences, _, _, _, image28, _ = self.predict_drawing(url)
+        self.explorer.explain(image28, None)
+        return max(confidences, key=confidences.get) if confidences else None  # a "1"
+
     def rescore(self, image28: np.ndarray | None, tuned: Predictor | None) -> tuple:
         """The current drawing again, e.g. after a fine-tune or a switch of model."""
         if image28 is None:
@@ -322,10 +372,12 @@ class Dashboard:
         drawing's sparkline. A visitor's own tuned model does not change.
         """
         stale = not (drawing or uploaded) or image28 is None or tuned is not None
+        # Idle ticks would send the drawing to the server every second and delay the next one.
+        timer = gr.skip() if self.job.state in ACTIVE else gr.Timer(active=False)
         if stale or shown == self.predictor.version.number:
-            return (gr.skip(),) * 8
+            return (*(gr.skip(),) * 8, timer)
         prediction = self.predictor.predict_preprocessed(np.asarray(image28))
-        return (*self._render(prediction), *self.explorer.track(prediction, spark))
+        return (*self._render(prediction), *self.explorer.track(prediction, spark), timer)
 
     def apply_preset(self, name: str) -> tuple:
         """The preset's name (kept per tab) and its values for the controls."""
@@ -557,6 +609,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                                 height=224,
                                 width=224,
                                 elem_id="saliency",
+                                format="png",  # 3x faster to encode than the default WebP
                                 buttons=[],
                             )
                             with gr.Column():
@@ -564,12 +617,14 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                                     label="First conv stage",
                                     interactive=False,
                                     elem_id="maps1",
+                                    format="png",  # 3x faster to encode than the default WebP
                                     buttons=[],
                                 )
                                 maps2 = gr.Image(
                                     label="Second conv stage",
                                     interactive=False,
                                     elem_id="maps2",
+                                    format="png",  # 3x faster to encode than the default WebP
                                     buttons=[],
                                 )
                 with gr.Column(scale=2, min_width=280):
@@ -581,18 +636,14 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                             height=224,
                             width=224,
                             elem_id="seen",
+                            format="png",  # 3x faster to encode than the default WebP
                             buttons=[],
                         )
-                    probs = gr.BarPlot(
-                        x="digit",
-                        y="probability",
-                        y_lim=[0, 1],
-                        height=200,
-                        sort="x",
-                        title="All ten probabilities",
+                    probs = gr.HTML(
+                        charts.probability_bars_html(None),
+                        label="All ten probabilities",
+                        show_label=True,
                         elem_id="probs",
-                        label="Probabilities",
-                        show_label=False,
                     )
                     answered = gr.Markdown(elem_id="answered")
                     spark_plot = gr.LinePlot(
@@ -654,7 +705,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         tuned = gr.State(None, time_to_live=1800)
         spark = gr.State([])
         train_timer = gr.Timer(IDLE_TICK)
-        draw_timer = gr.Timer(DRAW_TICK)
+        draw_timer = gr.Timer(DRAW_TICK, active=False)  # woken by tick while weights change
 
         controls = [model, epochs, batch_size, lr, schedule, augment, seed, device]
         for button, name in (
@@ -707,6 +758,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
             csv_download,
             png_download,
             train_timer,
+            draw_timer,
             seen_key,
         ]
         assert len(train_outputs) == TRAIN_OUTPUTS
@@ -733,7 +785,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         rescoring = draw_timer.tick(  # the pad's value says whether it still holds a drawing
             dashboard.follow_live_weights,
             [pad, upload, image28, shown_version, tuned, spark],
-            draw_outputs + [spark, spark_plot],
+            draw_outputs + [spark, spark_plot, draw_timer],
             concurrency_limit=None,
             **private,
         )
@@ -745,7 +797,9 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
             concurrency_limit=None,
             cancels=[rescoring],
             **private,
-        ).then(explorer.after_drawing, [image28, tuned], why_outputs, **private)
+        ).then(None, js=AFTER_PAINT_JS).then(
+            explorer.after_drawing, [image28, tuned, spark], why_outputs, **private
+        )
         for button, source, name in (
             (api_predict, api_sketch, "predict"),
             (api_predict_file, api_file, "predict_file"),
@@ -760,7 +814,9 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
             )
         upload.upload(
             dashboard.predict, [upload, tuned], draw_outputs, concurrency_limit=None, **private
-        ).then(explorer.after_drawing, [image28, tuned], why_outputs, **private)
+        ).then(None, js=AFTER_PAINT_JS).then(
+            explorer.after_drawing, [image28, tuned, spark], why_outputs, **private
+        )
         class_outputs = [per_class, confusion, class_caption]
         gallery_outputs = [misreads, gallery_caption]
         per_digit.expand(
@@ -797,7 +853,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
             teach_shared.click(explorer.use_shared, None, [tuned, teach_message], **private),
         ):
             event.then(dashboard.rescore, [image28, tuned], draw_outputs, **private).then(
-                explorer.after_drawing, [image28, tuned], why_outputs, **private
+                explorer.after_drawing, [image28, tuned, spark], why_outputs, **private
             )
         gr.api(dashboard.status, api_name="status")
     return demo

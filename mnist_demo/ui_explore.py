@@ -238,8 +238,16 @@ class Explorer:
             caption,
         )
 
-    def after_drawing(self, image28: np.ndarray | None, tuned: Predictor | None) -> tuple:
-        """A new drawing: explain it and start its sparkline afresh."""
+    def after_drawing(
+        self, image28: np.ndarray | None, tuned: Predictor | None, spark: list | None = None
+    ) -> tuple:
+        """A new drawing: explain it and start its sparkline afresh.
+
+        With no points yet the sparkline is already hidden; updating a plot anyway costs the
+        server its whole config (~10 ms) on every drawing.
+        """
+        if not spark:
+            return (*self.explain(image28, tuned), gr.skip(), gr.skip())
         return (*self.explain(image28, tuned), [], gr.LinePlot(value=None, visible=False))
 
     def track(self, prediction: Prediction, spark: list | None) -> tuple:

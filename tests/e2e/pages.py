@@ -47,3 +47,32 @@ LABEL_JS = "((document.querySelector('#label .output-class') || {}).innerText ||
 def clear(page) -> None:
     page.locator("#drawpad .clear").click()
     page.wait_for_function(f"!/[0-9]/.test({LABEL_JS})", timeout=10_000)
+
+
+# Pen-up -> label shown, timed inside the page: from the canvas's pointerup event to the first
+# animation frame after the label's text became a digit (the frame that paints it). The test
+# also times it from Python, which adds the harness's own CDP round trips (a few ms).
+ROUND_TRIPS_JS = """() => {
+  window.__roundTrips = []; let start = null;
+  document.querySelector('#drawpad canvas')
+    .addEventListener('pointerup', () => { start = performance.now(); }, true);
+  const label = document.querySelector('#label');
+  new MutationObserver(() => {
+    const text = ((label.querySelector('.output-class') || {}).innerText || '').trim();
+    if (start === null || !/^[0-9]$/.test(text)) return;
+    const from = start, dom = performance.now(); start = null;
+    requestAnimationFrame(() => window.__roundTrips.push(
+      {label: text, dom_ms: dom - from, frame_ms: performance.now() - from}));
+  }).observe(label, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def watch_round_trips(page) -> None:
+    """Start timing every pen-up -> label in the page (see ROUND_TRIPS_JS)."""
+    page.evaluate(ROUND_TRIPS_JS)
+
+
+def last_round_trip(page, seen: int) -> dict:
+    """The round trip recorded after the first `seen` ones: label, dom_ms, frame_ms."""
+    page.wait_for_function(f"window.__roundTrips.length > {seen}", timeout=10_000)
+    return page.evaluate("window.__roundTrips")[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,6 +130,16 @@ def test_explain_gives_a_heat_map_and_both_conv_stages(make_explorer, a_one):
     assert first.ndim == second.ndim == 3
     assert "the 16 maps" in caption and "the 32" in caption and "answer **1**" in caption
     assert make_explorer().explain(None, None) == (None, None, None, "")
+
+
+def test_a_new_drawing_restarts_the_sparkline_without_touching_a_hidden_plot(make_explorer, a_one):
+    explorer = make_explorer()
+    *_, points, plot = explorer.after_drawing(a_one, None, [])
+    assert points == gr.skip() and plot == gr.skip(), "no points: the plot is already hidden"
+    earlier = [(0.5, [0.1] * 10), (0.6, [0.1] * 10)]  # the previous drawing's sparkline
+    overlay, *_, points, plot = explorer.after_drawing(a_one, None, earlier)
+    assert overlay.shape == (224, 224, 3)
+    assert points == [] and isinstance(plot, gr.LinePlot) and plot.visible is False
 
 
 def test_teaching_is_private_by_default(make_explorer, a_one):

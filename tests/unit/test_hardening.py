@@ -19,6 +19,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFile
@@ -662,3 +663,70 @@ def test_a_viewer_that_goes_away_does_not_stop_the_run(dashboard, fake):
     assert dashboard.status()["state"] == "running"
     assert dashboard.stop() == "Stop requested."
     assert dashboard.job.wait(BOUND)
+
+
+# --- the drawing follows live weights -----------------------------------------------------------
+
+
+def timer_update(update) -> bool | None:
+    """What a handler told a gr.Timer: True / False for on / off, None for untouched."""
+    return None if update == gr.skip() else update.active
+
+
+def test_a_tab_that_has_seen_the_latest_state_gets_nothing_to_redraw(dashboard):
+    first = dashboard.tick(None)
+    assert first[0].startswith("**Idle**")
+    assert all(update == gr.skip() for update in dashboard.tick(first[-1]))
+
+
+def test_the_warm_up_drawing_goes_the_whole_way_and_is_read_as_a_one(dashboard):
+    assert dashboard.warm_up() == "1"
+
+
+def test_a_drawing_is_rescored_while_weights_change_and_the_timer_sleeps_when_idle(dashboard, fake):
+    drawn = dashboard.predict(digit_one())
+    image28, shown = drawn[4], drawn[5]
+    pad = "data:image/png;base64,..."  # any non-empty value: the pad still holds a drawing
+
+    idle = dashboard.follow_live_weights(pad, None, image28, shown)
+    assert all(u == gr.skip() for u in idle[:-1]) and timer_update(idle[-1]) is False
+    assert timer_update(dashboard.tick(None)[-2]) is None  # nothing to wake on a fresh tab
+
+    fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
+    assert dashboard.start(**ARGS) == "Run 1 started."
+    assert timer_update(dashboard.tick(None)[-2]) is True  # a tab opened mid-run wakes it
+    name, weights, _ = dashboard.predictor.weights()
+    dashboard.predictor.set_weights(name, weights, "training run 1, epoch 0.50")  # as the job
+
+    live = dashboard.follow_live_weights(pad, None, image28, shown)
+    assert live[0] and live[5] > shown, "the run's weights re-score the drawing"
+    assert timer_update(live[-1]) is None  # stays on while the job is active
+    assert dashboard.follow_live_weights("", None, image28, shown)[0] == gr.skip(), "cleared"
+
+    assert dashboard.stop() == "Stop requested."
+    assert dashboard.job.wait(BOUND)
+    final = dashboard.predictor.version.number  # the stopped run's weights, once re-scored
+    done = dashboard.follow_live_weights(pad, None, image28, final)
+    assert done[0] == gr.skip() and timer_update(done[-1]) is False
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "wake"),
+    [
+        (None, ("running", 7), True),  # a tab opened mid-run
+        (None, ("idle", 1), None),
+        (("idle", 1), ("running", 2), True),  # a run starts
+        (("running", 2), ("running", 9), None),  # already on: never restart its interval
+        (("running", 9), ("finished", 10), True),  # the final weights
+        (("finished", 10), ("finished", 11), True),  # a shared fine-tune
+        (("finished", 10), ("finished", 10), None),
+    ],
+)
+def test_the_dashboard_wakes_the_draw_timer_only_on_transitions(before, now, wake):
+    def key(state_weights):
+        state, weights = state_weights
+        return (1, 5, state, "", 0, weights, 0)
+
+    seen = None if before is None else key(before)
+    update = Dashboard._wake_rescoring(seen, key(now), now[0] == "running")
+    assert timer_update(update) is wake

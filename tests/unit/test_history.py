@@ -282,3 +282,14 @@ def test_figure_png_is_a_real_png():
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "PNG"
         assert image.size == (500, 320)  # the 5 x 3.2 inch figure at 100 dpi
+
+
+def test_probability_bars_show_all_ten_digits_and_mark_the_answer():
+    probabilities = [0.01] * 10
+    probabilities[7] = 0.91
+    html = charts.probability_bars_html(probabilities)
+    assert html.count('class="prob-row') == 10
+    assert html.count(" top") == 1 and '<span>7</span><span class="prob-bar">' in html
+    assert 'class="prob-row top"><span>7</span>' in html and "width:91.0%" in html
+    empty = charts.probability_bars_html(None)
+    assert empty.count('class="prob-row"') == 10 and " top" not in empty
