@@ -104,7 +104,13 @@ def worker(args: argparse.Namespace) -> None:
     """Connect N clients, say "ready", then run each round the parent asks for ("ROUND n")."""
     from gradio_client import Client
 
-    connect = HttpVisitor if args.http else lambda url: Client(url, verbose=False)
+    # ssl_verify=False: gradio_client 1.x opens three httpx clients per call, and each one
+    # loads the system's CA bundle into a new SSL context, even for http:// (~145 ms of CPU a
+    # call, measured with yappi). On loopback http there is no TLS to verify; without this the
+    # load generator alone needs 81 CPU-seconds for 500 calls on these 2 cores.
+    def connect(url: str):
+        return HttpVisitor(url) if args.http else Client(url, verbose=False, ssl_verify=False)
+
     connected = [connect(args.worker) for _ in range(args.clients)]  # not timed
     folder = Path(tempfile.mkdtemp(prefix="load-test-"))
     print("ready", flush=True)
