@@ -223,6 +223,9 @@ class Dashboard:
             )
         )
         history_moved = seen is None or len(seen) != len(key) or seen[4] != snap.n_history
+        # The job's message only when it changed: a button's answer in this tab (say "already
+        # running") stays up instead of being overwritten by the next poll.
+        message_moved = seen is None or len(seen) != len(key) or seen[3] != snap.message
         active = snap.state in {s.value for s in ACTIVE}
         download = (
             gr.DownloadButton(value=snap.checkpoint, visible=True)
@@ -231,7 +234,7 @@ class Dashboard:
         )
         return (
             status_markdown(snap),
-            snap.message,
+            snap.message if message_moved else gr.skip(),
             _or_none(charts.loss_frame(records)),
             _or_none(charts.accuracy_frame(records)),
             _or_none(charts.speed_frame(records)),
@@ -643,6 +646,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                         charts.probability_bars_html(None),
                         label="All ten probabilities",
                         show_label=True,
+                        container=True,
                         elem_id="probs",
                     )
                     answered = gr.Markdown(elem_id="answered")

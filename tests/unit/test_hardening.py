@@ -679,6 +679,17 @@ def test_a_tab_that_has_seen_the_latest_state_gets_nothing_to_redraw(dashboard):
     assert all(update == gr.skip() for update in dashboard.tick(first[-1]))
 
 
+def test_a_poll_leaves_a_buttons_answer_up_until_the_jobs_message_changes(dashboard, fake):
+    fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
+    assert dashboard.start(**ARGS) == "Run 1 started."
+    seen = dashboard.tick(None)
+    assert seen[1] == "Run 1 started."
+    assert dashboard.start(**ARGS).startswith("⚠️ A training run is already running")
+    assert dashboard.tick(seen[-1])[1] == gr.skip(), "the tab's 'already running' stays"
+    assert dashboard.stop() == "Stop requested."
+    assert dashboard.tick(seen[-1])[1] == dashboard.job.snapshot().message == "Stopping…"
+
+
 def test_the_warm_up_drawing_goes_the_whole_way_and_is_read_as_a_one(dashboard):
     assert dashboard.warm_up() == "1"
 
