@@ -39,7 +39,7 @@ CONTROL_FIELDS = ("model", "epochs", "batch_size", "lr", "schedule", "augment", 
 
 CSS = """
 #seen img { image-rendering: pixelated; width: 224px; height: 224px; object-fit: contain; }
-.prob-bars { display: grid; gap: 3px; font-size: var(--text-sm);
+.prob-bars { display: grid; gap: 3px; padding-top: 30px; font-size: var(--text-sm);
   font-variant-numeric: tabular-nums; }
 .prob-row { display: grid; grid-template-columns: 1.2em 1fr 3.8em; gap: 8px;
   align-items: center; }

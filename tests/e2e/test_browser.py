@@ -43,6 +43,7 @@ def test_drawn_digits_are_recognised(live_app, browser, screenshots):
             in_page.append(trip["frame_ms"] / 1000)
     assert page.locator("#seen img").count() == 1, "the 28x28 view is shown"
     assert "Answered by" in page.locator("#answered").inner_text()
+    page.wait_for_selector("#saliency img", timeout=15_000)  # the explanation follows
     page.screenshot(path=screenshots / "draw.png", full_page=True)
     (screenshots / "draw_latency.json").write_text(
         json.dumps(
