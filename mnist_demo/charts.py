@@ -78,14 +78,6 @@ def speed_frame(records: Sequence[Record]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["epoch", "images/s"])
 
 
-def probability_frame(probabilities: Sequence[float] | None) -> pd.DataFrame:
-    """Ten bars, one per digit."""
-    probs = list(probabilities) if probabilities is not None else [0.0] * 10
-    return pd.DataFrame(
-        {"digit": [str(d) for d in range(10)], "probability": [round(float(p), 4) for p in probs]}
-    )
-
-
 def probability_bars_html(probabilities: Sequence[float] | None) -> str:
     """Ten horizontal bars as plain HTML: a browser lays them out in well under a millisecond,
     where a plot component takes tens on the drawing's critical path."""
