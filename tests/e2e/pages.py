@@ -49,6 +49,13 @@ def clear(page) -> None:
     page.wait_for_function(f"!/[0-9]/.test({LABEL_JS})", timeout=10_000)
 
 
+def draw_and_read(page, digit: str) -> None:
+    """On a clear pad, draw the digit and wait until the app reads it as that digit."""
+    clear(page)
+    draw(page, digit)
+    page.wait_for_function(f"{LABEL_JS} === '{digit}'", timeout=15_000)
+
+
 # Pen-up -> label shown, timed inside the page: from the canvas's pointerup event to the first
 # animation frame after the label's text became a digit (the frame that paints it). The test
 # also times it from Python, which adds the harness's own CDP round trips (a few ms).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pages import DESKTOP, LABEL_JS, clear, draw, open_app
+from pages import DESKTOP, LABEL_JS, draw_and_read, open_app
 
 from mnist_demo import checkpoints
 from mnist_demo.training import load_mnist
@@ -48,16 +48,12 @@ def test_a_confusion_cell_opens_its_misread_digits(live_app, browser, screenshot
 def test_saliency_and_feature_maps_follow_the_drawing(live_app, browser, screenshots):
     page = open_app(browser, live_app.url)
     page.get_by_role("tab", name="Draw").click()
-    clear(page)
-    draw(page, "7")
-    page.wait_for_function(f"{LABEL_JS} === '7'", timeout=15_000)
+    draw_and_read(page, "7")
     for image in ("#saliency img", "#maps1 img", "#maps2 img"):
         page.wait_for_selector(image, timeout=15_000)
     assert "pushed the answer 7" in page.locator("#why-caption").inner_text()
     first = page.locator("#saliency img").get_attribute("src")
-    clear(page)
-    draw(page, "0")
-    page.wait_for_function(f"{LABEL_JS} === '0'", timeout=15_000)
+    draw_and_read(page, "0")
     why_js = "document.querySelector('#why-caption').innerText"
     page.wait_for_function(f"{why_js}.includes('pushed the answer 0')", timeout=15_000)
     assert page.locator("#saliency img").get_attribute("src") != first, "a new map per drawing"
@@ -67,9 +63,7 @@ def test_saliency_and_feature_maps_follow_the_drawing(live_app, browser, screens
 def test_teaching_a_drawing_changes_its_answer(live_app, browser, screenshots):
     page = open_app(browser, live_app.url)
     page.get_by_role("tab", name="Draw").click()
-    clear(page)
-    draw(page, "1")
-    page.wait_for_function(f"{LABEL_JS} === '1'", timeout=15_000)
+    draw_and_read(page, "1")
     page.locator("#teach").get_by_text("Teach it your handwriting").click()
     page.locator("#teach-label input").click()
     page.get_by_role("option", name="7", exact=True).click()
@@ -92,9 +86,7 @@ def test_teaching_a_drawing_changes_its_answer(live_app, browser, screenshots):
     other.goto(live_app.url)
     other.wait_for_selector("#start", timeout=60_000)
     other.get_by_role("tab", name="Draw").click()
-    clear(other)
-    draw(other, "1")
-    other.wait_for_function(f"{LABEL_JS} === '1'", timeout=15_000)
+    draw_and_read(other, "1")
     assert "fine-tuned" not in other.locator("#answered").inner_text()
 
     page.locator("#teach-shared").click()  # back to the shared model: a 1 again
