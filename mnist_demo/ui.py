@@ -11,7 +11,7 @@ import base64
 import io
 import logging
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 import numpy as np
@@ -118,6 +118,18 @@ def reading_hints(prediction: Prediction) -> list[str]:
     return hints
 
 
+class TickKey(NamedTuple):
+    """What a tab last saw of the job: a poll redraws only the parts whose fields moved."""
+
+    run_id: int | None
+    n_records: int
+    state: str
+    message: str
+    n_history: int
+    weights: int
+    n_epochs: int
+
+
 def _or_none(frame):
     """An empty frame leaves Gradio 6.31's native plot unable to draw later updates."""
     return frame if len(frame) else None
@@ -197,70 +209,75 @@ class Dashboard:
 
     # --- the dashboard's poll -----------------------------------------------------------------
 
-    def tick(self, seen: tuple | None) -> tuple:
-        """Redraw only when the job moved since this tab last looked (cheap otherwise)."""
+    def tick(self, seen: TickKey | None) -> tuple:
+        """Redraw only what moved since this tab last looked; nothing at all when nothing did.
+
+        Every output a poll sends costs the browser a re-render, so the charts go only with
+        new records, the figure and per-digit view only with a new epoch, the download
+        buttons and timers only when the run's state changes.
+        """
         snap = self.job.snapshot()
         records = snap.records
         epochs = [r for r in records if r["kind"] == "epoch"]
-        weights = self.predictor.version.number
-        key = (
+        key = TickKey(
             snap.run_id,
             snap.n_records,
             snap.state,
             snap.message,
             snap.n_history,
-            weights,
+            self.predictor.version.number,
             len(epochs),
         )
-        if seen is not None and tuple(seen) == key:
+        seen = TickKey(*seen) if seen is not None and len(seen) == len(key) else None
+        if seen == key:
             return (gr.skip(),) * TRAIN_OUTPUTS  # a State write costs Gradio its config
+
+        def moved(*fields: str) -> bool:
+            return seen is None or any(getattr(seen, f) != getattr(key, f) for f in fields)
+
+        charts_moved = moved("run_id", "n_records")
         # The matplotlib figure costs ~100 ms of CPU: draw it only when an epoch was added.
-        figure_moved = (
-            seen is None
-            or len(seen) != len(key)
-            or (seen[0], seen[-1])
-            != (
-                snap.run_id,
-                len(epochs),
-            )
-        )
-        history_moved = seen is None or len(seen) != len(key) or seen[4] != snap.n_history
-        # The job's message only when it changed: a button's answer in this tab (say "already
-        # running") stays up instead of being overwritten by the next poll.
-        message_moved = seen is None or len(seen) != len(key) or seen[3] != snap.message
+        figure_moved = moved("run_id", "n_epochs")
+        ended_moved = moved("run_id", "state")  # checkpoint, exports, polling interval
         active = snap.state in ACTIVE_STATES
-        download = (
-            gr.DownloadButton(value=snap.checkpoint, visible=True)
-            if snap.checkpoint
-            else gr.DownloadButton(value=None, visible=False)
-        )
+        if ended_moved:
+            download = gr.DownloadButton(value=snap.checkpoint, visible=bool(snap.checkpoint))
         return (
             status_markdown(snap),
-            snap.message if message_moved else gr.skip(),
-            _or_none(charts.loss_frame(records)),
-            _or_none(charts.accuracy_frame(records)),
-            _or_none(charts.speed_frame(records)),
+            # A button's answer in this tab (say "already running") stays up until the job's
+            # own message changes.
+            snap.message if moved("message") else gr.skip(),
+            *(
+                (
+                    _or_none(charts.loss_frame(records)),
+                    _or_none(charts.accuracy_frame(records)),
+                    _or_none(charts.speed_frame(records)),
+                )
+                if charts_moved
+                else (gr.skip(),) * 3
+            ),
             gr.Plot(value=charts.tutorial_figure(records) if epochs else None, visible=bool(epochs))
             if figure_moved
             else gr.skip(),
-            download,
-            *self.explorer.train_views(snap, figure_moved, history_moved),
-            gr.Timer(value=ACTIVE_TICK if active else IDLE_TICK),
+            download if ended_moved else gr.skip(),
+            *self.explorer.train_views(snap, figure_moved, moved("n_history"), ended_moved),
+            gr.Timer(value=ACTIVE_TICK if active else IDLE_TICK) if ended_moved else gr.skip(),
             self._wake_rescoring(seen, key, active),
             key,
         )
 
     @staticmethod
-    def _wake_rescoring(seen: tuple | None, key: tuple, active: bool) -> Any:
+    def _wake_rescoring(seen: TickKey | None, key: TickKey, active: bool) -> Any:
         """The draw timer's update: on when a run starts or idle weights change, else untouched.
 
-        follow_live_weights puts it back to sleep once the job is idle and the drawing is up
-        to date. Only transitions are sent, so the timer's interval is never restarted.
+        follow_live_weights puts it back to sleep when the tab holds no drawing, or once the
+        job is idle and the drawing is up to date. Only transitions are sent, so the timer's
+        interval is never restarted.
         """
-        if seen is None or len(seen) != len(key):
+        if seen is None:
             return gr.Timer(active=True) if active else gr.skip()
-        was_active = seen[2] in ACTIVE_STATES
-        weights_moved = seen[5] != key[5]
+        was_active = seen.state in ACTIVE_STATES
+        weights_moved = seen.weights != key.weights
         if (active and not was_active) or (not active and weights_moved):
             return gr.Timer(active=True)
         return gr.skip()
@@ -342,6 +359,18 @@ class Dashboard:
             return self._render(None, f"⚠️ {err}")
         return self.predict(image, tuned)
 
+    def read_drawing(self, data_url: str | None, tuned: Predictor | None = None) -> tuple:
+        """The pad's event: predict_drawing, and wake the re-scoring timer during a run."""
+        return (*self.predict_drawing(data_url, tuned), self._follow_if_training(data_url, tuned))
+
+    def read_upload(self, path: Any, tuned: Predictor | None = None) -> tuple:
+        """The upload's event: predict, and wake the re-scoring timer during a run."""
+        return (*self.predict(path, tuned), self._follow_if_training(path, tuned))
+
+    def _follow_if_training(self, drawing: Any, tuned: Predictor | None) -> Any:
+        live = drawing and tuned is None and self.job.state in ACTIVE  # a tuned model is fixed
+        return gr.Timer(active=True) if live else gr.skip()
+
     def warm_up(self) -> str | None:
         """One drawing and its explanation before any visitor: the first calls into torch and
         the image code cost ~30 ms more than later ones, and that should not be a visitor's."""
@@ -377,8 +406,10 @@ class Dashboard:
         drawing's sparkline. A visitor's own tuned model does not change.
         """
         stale = not (drawing or uploaded) or image28 is None or tuned is not None
-        # Idle ticks would send the drawing to the server every second and delay the next one.
-        timer = gr.skip() if self.job.state in ACTIVE else gr.Timer(active=False)
+        # Ticks with nothing to re-score cost every open tab a round trip a second (and send
+        # the drawing to the server): sleep until a new drawing or a run wakes the timer.
+        following = self.job.state in ACTIVE and not stale
+        timer = gr.skip() if following else gr.Timer(active=False)
         if stale or shown == self.predictor.version.number:
             return (*(gr.skip(),) * 8, timer)
         prediction = self.predictor.predict_preprocessed(np.asarray(image28))
@@ -774,7 +805,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
             train_outputs,
             api_visibility="private",
             show_progress="hidden",
-            concurrency_limit=None,
+            queue=False,
         )
         demo.load(
             lambda: dashboard.tick(None),
@@ -796,9 +827,9 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
             **private,
         )
         pad.change(  # a re-scoring still in flight holds the old drawing: cancel it
-            dashboard.predict_drawing,
+            dashboard.read_drawing,
             [pad, tuned],
-            draw_outputs,
+            draw_outputs + [draw_timer],
             trigger_mode="always_last",
             concurrency_limit=None,
             cancels=[rescoring],
@@ -819,7 +850,11 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                 show_progress="hidden",
             )
         upload.upload(
-            dashboard.predict, [upload, tuned], draw_outputs, concurrency_limit=None, **private
+            dashboard.read_upload,
+            [upload, tuned],
+            draw_outputs + [draw_timer],
+            concurrency_limit=None,
+            **private,
         ).then(None, js=AFTER_PAINT_JS).then(
             explorer.after_drawing, [image28, tuned, spark], why_outputs, **private
         )

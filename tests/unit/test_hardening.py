@@ -14,6 +14,7 @@ import math
 import random
 import struct
 import threading
+import time
 import zlib
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -32,7 +33,7 @@ from mnist_demo.models import build_model
 from mnist_demo.predict import Predictor
 from mnist_demo.settings import AppSettings, SettingsError, from_env
 from mnist_demo.training import Control, TrainResult
-from mnist_demo.ui import NO_DIGIT, Dashboard
+from mnist_demo.ui import NO_DIGIT, TRAIN_OUTPUTS, Dashboard, TickKey
 
 BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
 ARGS = dict(preset="fast", **TRAINING_ARGS)
@@ -177,6 +178,13 @@ def digit_one(size: int = 64, mode: str = "L") -> Image.Image:
     image = Image.new(mode, (size, size), 255 if mode == "L" else 65535)
     ImageDraw.Draw(image).line([(size // 2, 4), (size // 2, size - 4)], fill=0, width=size // 10)
     return image
+
+
+def drawing_url(image: Image.Image) -> str:
+    """The drawing pad's value: its canvas as a PNG data URL."""
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def canvas(dot: bool = False) -> dict:
@@ -690,6 +698,25 @@ def test_a_poll_leaves_a_buttons_answer_up_until_the_jobs_message_changes(dashbo
     assert dashboard.tick(seen[-1])[1] == dashboard.job.snapshot().message == "Stopping…"
 
 
+def test_a_poll_after_new_records_redraws_the_status_and_charts_only(dashboard, fake):
+    """Each output a poll sends costs every open tab a re-render: send only what moved."""
+    fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
+    assert dashboard.start(**ARGS) == "Run 1 started."
+    deadline = time.monotonic() + BOUND
+    while dashboard.job.snapshot().n_records == 0:  # the run's start record, from its thread
+        assert time.monotonic() < deadline, "the run never began"
+        time.sleep(0.01)
+    first = dashboard.tick(None)
+    assert len(first) == TRAIN_OUTPUTS and all(u != gr.skip() for u in first[:5])
+    key = first[-1]
+    missed_a_record = dashboard.tick(key._replace(n_records=key.n_records - 1))
+    sent = [i for i, update in enumerate(missed_a_record) if update != gr.skip()]
+    assert sent == [0, 2, 3, 4, TRAIN_OUTPUTS - 1]  # status, three charts, the new key
+    paused = dashboard.tick(key._replace(state="paused"))
+    assert paused[2] == gr.skip(), "no new records: the charts stay as they are"
+    assert paused[6] != gr.skip() and paused[-3] != gr.skip(), "downloads, poll interval"
+
+
 def test_the_warm_up_drawing_goes_the_whole_way_and_is_read_as_a_one(dashboard):
     assert dashboard.warm_up() == "1"
 
@@ -712,7 +739,10 @@ def test_a_drawing_is_rescored_while_weights_change_and_the_timer_sleeps_when_id
     live = dashboard.follow_live_weights(pad, None, image28, shown)
     assert live[0] and live[5] > shown, "the run's weights re-score the drawing"
     assert timer_update(live[-1]) is None  # stays on while the job is active
-    assert dashboard.follow_live_weights("", None, image28, shown)[0] == gr.skip(), "cleared"
+    cleared = dashboard.follow_live_weights("", None, image28, shown)
+    assert cleared[0] == gr.skip() and timer_update(cleared[-1]) is False, "nothing to follow"
+    assert timer_update(dashboard.read_drawing("")[-1]) is None
+    assert timer_update(dashboard.read_drawing(drawing_url(digit_one()))[-1]) is True
 
     assert dashboard.stop() == "Stop requested."
     assert dashboard.job.wait(BOUND)
@@ -736,7 +766,7 @@ def test_a_drawing_is_rescored_while_weights_change_and_the_timer_sleeps_when_id
 def test_the_dashboard_wakes_the_draw_timer_only_on_transitions(before, now, wake):
     def key(state_weights):
         state, weights = state_weights
-        return (1, 5, state, "", 0, weights, 0)
+        return TickKey(1, 5, state, "", 0, weights, 0)
 
     seen = None if before is None else key(before)
     update = Dashboard._wake_rescoring(seen, key(now), now[0] == "running")
