@@ -23,24 +23,18 @@ from _env import print_header
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
-from pages import DESKTOP, LABEL_JS, clear, draw, open_app  # noqa: E402  (browser test steps)
+from pages import (  # noqa: E402  (browser test steps)
+    DESKTOP,
+    LABEL_JS,
+    WATCH_TEXT_JS,
+    change_rate,
+    clear,
+    draw,
+    open_app,
+)
 from support import TRAINING_ARGS, launch  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
-WATCH_JS = """() => { window.__changes = {status: [], classes: []};
-  const text = (el) => { const copy = el.cloneNode(true);  // without Gradio's progress timer
-    copy.querySelectorAll('[data-testid=status-tracker]').forEach((t) => t.remove());
-    return copy.textContent; };
-  const watch = (sel, key) => { const el = document.querySelector(sel); let last = text(el);
-    new MutationObserver(() => { const now = text(el); if (now !== last) {
-      last = now; window.__changes[key].push(performance.now()); } })
-    .observe(el, {subtree: true, childList: true, characterData: true}); };
-  watch('#status', 'status'); watch('#class-caption', 'classes'); }"""
-
-
-def rate(stamps: list[float]) -> float:
-    span = (stamps[-1] - stamps[0]) / 1000 if len(stamps) > 1 else 0.0
-    return round((len(stamps) - 1) / span, 2) if span else 0.0
 
 
 def main() -> None:
@@ -64,7 +58,7 @@ def main() -> None:
         if watcher:
             watcher.locator("#per-digit").get_by_text("Per digit").click()
             watcher.wait_for_function("document.querySelector('#class-caption').innerText.length")
-            watcher.evaluate(WATCH_JS)
+            watcher.evaluate(WATCH_TEXT_JS, {"status": "#status", "classes": "#class-caption"})
         drawer = open_app(browser.new_context(viewport=DESKTOP), app.url)
         drawer.get_by_role("tab", name="Draw").click()
 
@@ -107,7 +101,7 @@ def main() -> None:
         label_ms_median=round(statistics.median(to_label)),
         label_ms=[round(x) for x in to_label],
         explanation_ms_median=round(statistics.median(to_why)),
-        dashboard_updates_per_second=rate(changes["status"]),
+        dashboard_updates_per_second=change_rate(changes["status"]),
         per_digit_refreshes=len(changes["classes"]),
         epochs=len(epochs),
         test_accuracy=[r["test_accuracy"] for r in epochs],

@@ -43,6 +43,25 @@ def draw(page, digit: str) -> float:
 
 LABEL_JS = "((document.querySelector('#label .output-class') || {}).innerText || '').trim()"
 
+# Times (performance.now) at which each watched element's text changed, without the text of
+# Gradio's progress tracker: window.__changes[key] for page.evaluate(WATCH_TEXT_JS, {key: css}).
+WATCH_TEXT_JS = """(selectors) => { window.__changes = {};
+  const text = (el) => { const copy = el.cloneNode(true);
+    copy.querySelectorAll('[data-testid=status-tracker]').forEach((t) => t.remove());
+    return copy.textContent; };
+  for (const [key, selector] of Object.entries(selectors)) {
+    const el = document.querySelector(selector); let last = text(el);
+    window.__changes[key] = [];
+    new MutationObserver(() => { const now = text(el); if (now !== last) {
+      last = now; window.__changes[key].push(performance.now()); } })
+    .observe(el, {subtree: true, childList: true, characterData: true}); } }"""
+
+
+def change_rate(stamps: list[float]) -> float:
+    """Changes per second between the first and the last of WATCH_TEXT_JS's times."""
+    span = (stamps[-1] - stamps[0]) / 1000 if len(stamps) > 1 else 0.0
+    return round((len(stamps) - 1) / span, 2) if span else 0.0
+
 
 def clear(page) -> None:
     page.locator("#drawpad .clear").click()
