@@ -209,12 +209,13 @@ class Dashboard:
 
     # --- the dashboard's poll -----------------------------------------------------------------
 
-    def tick(self, seen: TickKey | None) -> tuple:
+    def tick(self, seen: TickKey | None, drawing: np.ndarray | None = None) -> tuple:
         """Redraw only what moved since this tab last looked; nothing at all when nothing did.
 
         Every output a poll sends costs the browser a re-render, so the charts go only with
         new records, the figure and per-digit view only with a new epoch, the download
-        buttons and timers only when the run's state changes.
+        buttons and timers only when the run's state changes. `drawing` is the tab's current
+        28x28 drawing, if any: only then is there something for the draw timer to re-score.
         """
         snap = self.job.snapshot()
         records = snap.records
@@ -262,7 +263,7 @@ class Dashboard:
             download if ended_moved else gr.skip(),
             *self.explorer.train_views(snap, figure_moved, moved("n_history"), ended_moved),
             gr.Timer(value=ACTIVE_TICK if active else IDLE_TICK) if ended_moved else gr.skip(),
-            self._wake_rescoring(seen, key, active),
+            self._wake_rescoring(seen, key, active) if drawing is not None else gr.skip(),
             key,
         )
 
@@ -270,9 +271,9 @@ class Dashboard:
     def _wake_rescoring(seen: TickKey | None, key: TickKey, active: bool) -> Any:
         """The draw timer's update: on when a run starts or idle weights change, else untouched.
 
-        follow_live_weights puts it back to sleep when the tab holds no drawing, or once the
-        job is idle and the drawing is up to date. Only transitions are sent, so the timer's
-        interval is never restarted.
+        Only for a tab that holds a drawing. follow_live_weights puts the timer back to sleep
+        once the job is idle and the drawing is up to date. Only transitions are sent, so the
+        timer's interval is never restarted.
         """
         if seen is None:
             return gr.Timer(active=True) if active else gr.skip()
@@ -801,7 +802,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         assert len(train_outputs) == TRAIN_OUTPUTS
         train_timer.tick(
             dashboard.tick,
-            seen_key,
+            [seen_key, image28],
             train_outputs,
             api_visibility="private",
             show_progress="hidden",

@@ -728,11 +728,12 @@ def test_a_drawing_is_rescored_while_weights_change_and_the_timer_sleeps_when_id
 
     idle = dashboard.follow_live_weights(pad, None, image28, shown)
     assert all(u == gr.skip() for u in idle[:-1]) and timer_update(idle[-1]) is False
-    assert timer_update(dashboard.tick(None)[-2]) is None  # nothing to wake on a fresh tab
+    assert timer_update(dashboard.tick(None, image28)[-2]) is None  # idle: nothing to wake
 
     fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
     assert dashboard.start(**ARGS) == "Run 1 started."
-    assert timer_update(dashboard.tick(None)[-2]) is True  # a tab opened mid-run wakes it
+    assert timer_update(dashboard.tick(None, image28)[-2]) is True  # a tab opened mid-run
+    assert timer_update(dashboard.tick(None)[-2]) is None, "no drawing: nothing to re-score"
     name, weights, _ = dashboard.predictor.weights()
     dashboard.predictor.set_weights(name, weights, "training run 1, epoch 0.50")  # as the job
 
