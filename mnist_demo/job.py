@@ -75,6 +75,7 @@ class Snapshot:
     eta_seconds: float | None
     checkpoint: str | None
     exports: dict[str, str] = field(default_factory=dict)  # "csv" / "png" of the ended run
+    figure: str | None = None  # the tutorial's figure of the run so far (PNG), once per epoch
     n_history: int = 0  # runs in the history, so viewers redraw the comparison when it grows
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -102,6 +103,7 @@ class TrainingJob:
         self._run_id = self.history.next_run_id() - 1
         self._evaluation: tuple[str, Evaluation] | None = None
         self._exports: dict[str, str] = {}
+        self._figure: Path | None = None
         self._n_history = len(self.history.runs())
         self._message = "Ready. Press Start to train."
         self._config: TrainConfig | None = None
@@ -133,6 +135,7 @@ class TrainingJob:
             self._best = None
             self._evaluation = None
             self._exports = {}
+            self._figure = None
             self._started_at = time.monotonic()
             self._paused_seconds = 0.0
             self._last_publish = 0.0  # the run's first step record always publishes
@@ -195,6 +198,7 @@ class TrainingJob:
             self._best = None
             self._evaluation = None
             self._exports = {}
+            self._figure = None
             self._message = "Reset. Press Start to train."
             return True, self._message
 
@@ -248,6 +252,7 @@ class TrainingJob:
                 else None,
                 checkpoint=str(self._checkpoint) if self._checkpoint else None,
                 exports=dict(self._exports),
+                figure=str(self._figure) if self._figure else None,
                 n_history=self._n_history,
             )
 
@@ -272,7 +277,7 @@ class TrainingJob:
         saved = None
         if result.epochs_completed:
             try:
-                saved = save_result(self.runs_dir / f"run-{run_id}-{config.model}.pt", result)
+                saved = save_result(self._stem(run_id, config).with_suffix(".pt"), result)
             except OSError as err:
                 log.error("could not save run %d: %s", run_id, err)
             self._publish(
@@ -290,6 +295,7 @@ class TrainingJob:
         with self._lock:
             self._checkpoint = saved
             self._exports = exports
+            self._figure = Path(exports["png"]) if "png" in exports else self._figure
             self._n_history = len(self.history.runs())
             acc = f"{result.test_accuracy:.2f}%" if result.test_accuracy is not None else "n/a"
             if result.stopped:
@@ -313,6 +319,7 @@ class TrainingJob:
         now = time.monotonic()
         if record["kind"] == "epoch":
             self._publish(config, model, f"training run {run_id}, epoch {record['epoch']}")
+            self._draw_figure(record, config, run_id)
         elif record["kind"] == "step" and now - self._last_publish >= self.limits.publish_interval:
             progress = record["epoch"] - 1 + record["epoch_progress"]
             self._publish(config, model, f"training run {run_id}, epoch {progress:.2f}")
@@ -328,9 +335,30 @@ class TrainingJob:
                 self._state = State.STOPPING
                 self._message = "Stopping: the time limit for one run was reached."
 
+    def _draw_figure(self, epoch: Record, config: TrainConfig, run_id: int) -> None:
+        """The tutorial's figure up to this epoch, drawn here once for every viewer.
+
+        Drawn in the training thread (niced) before the epoch's record is visible, so a tab
+        that sees the epoch also gets its figure; matplotlib costs ~100-250 ms a figure,
+        which the server's request handling would otherwise pay once per tab.
+        """
+        with self._lock:
+            records = [*self._records, epoch]
+        path = self._stem(run_id, config).with_suffix(".png")  # the final export replaces it
+        try:
+            checkpoints.atomic_write_bytes(path, charts.figure_png(records))
+        except OSError as err:
+            log.error("could not draw run %d's figure: %s", run_id, err)
+            return
+        with self._lock:
+            self._figure = path
+
+    def _stem(self, run_id: int, config: TrainConfig) -> Path:
+        return self.runs_dir / f"run-{run_id}-{config.model}"
+
     def _export(self, run_id: int, config: TrainConfig, records: list[Record]) -> dict[str, str]:
         """The run's metrics as CSV and the tutorial's figure as PNG, next to its checkpoint."""
-        stem = self.runs_dir / f"run-{run_id}-{config.model}"
+        stem = self._stem(run_id, config)
         exports = {}
         try:
             csv_path = stem.with_suffix(".csv")

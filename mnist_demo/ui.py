@@ -213,7 +213,8 @@ class Dashboard:
         """Redraw only what moved since this tab last looked; nothing at all when nothing did.
 
         Every output a poll sends costs the browser a re-render, so the charts go only with
-        new records, the figure and per-digit view only with a new epoch, the download
+        new records, the figure (a PNG the job draws once per epoch) and the per-digit view
+        only with a new epoch, the download
         buttons and timers only when the run's state changes. `drawing` is the tab's current
         28x28 drawing, if any: only then is there something for the draw timer to re-score.
         """
@@ -237,8 +238,7 @@ class Dashboard:
             return seen is None or any(getattr(seen, f) != getattr(key, f) for f in fields)
 
         charts_moved = moved("run_id", "n_records")
-        # The matplotlib figure costs ~100 ms of CPU: draw it only when an epoch was added.
-        figure_moved = moved("run_id", "n_epochs")
+        epochs_moved = moved("run_id", "n_epochs")  # the figure and the per-digit view
         ended_moved = moved("run_id", "state")  # checkpoint, exports, polling interval
         active = snap.state in ACTIVE_STATES
         if ended_moved:
@@ -257,11 +257,9 @@ class Dashboard:
                 if charts_moved
                 else (gr.skip(),) * 3
             ),
-            gr.Plot(value=charts.tutorial_figure(records) if epochs else None, visible=bool(epochs))
-            if figure_moved
-            else gr.skip(),
+            gr.Image(value=snap.figure, visible=bool(snap.figure)) if epochs_moved else gr.skip(),
             download if ended_moved else gr.skip(),
-            *self.explorer.train_views(snap, figure_moved, moved("n_history"), ended_moved),
+            *self.explorer.train_views(snap, epochs_moved, moved("n_history"), ended_moved),
             gr.Timer(value=ACTIVE_TICK if active else IDLE_TICK) if ended_moved else gr.skip(),
             self._wake_rescoring(seen, key, active) if drawing is not None else gr.skip(),
             key,
@@ -563,10 +561,11 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                             label="Throughput",
                             show_label=False,
                         )
-                        figure = gr.Plot(
+                        figure = gr.Image(
                             label="The tutorial's figure",
                             visible=False,
-                            format="png",
+                            type="filepath",
+                            interactive=False,
                             elem_id="tutorial-figure",
                         )
                     with gr.Row():

@@ -17,6 +17,7 @@ from pages import (
     open_app,
     watch_round_trips,
 )
+from support import TRAINING_ARGS
 
 pytestmark = pytest.mark.e2e
 
@@ -94,6 +95,22 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
         "document.querySelector('#status').innerText.includes('Stopped')", timeout=30_000
     )
     assert live_app.dashboard.job.snapshot().run_id == run, "exactly one job ran"
+
+
+def test_a_finished_run_shows_the_tutorials_figure_and_its_downloads(live_app, browser):
+    page = open_app(browser, live_app.url)
+    message = live_app.dashboard.start("fast", **{**TRAINING_ARGS, "epochs": 0.25})
+    assert message.endswith("started."), message
+    page.wait_for_function(
+        "document.querySelector('#status').innerText.includes('Finished')", timeout=60_000
+    )
+    # The job's PNG, served from the runs folder and loaded by the page.
+    page.wait_for_function(
+        "(document.querySelector('#tutorial-figure img') || {}).naturalWidth > 0",
+        timeout=15_000,
+    )
+    for button in ("#download", "#csv-download", "#png-download"):
+        assert page.locator(button).is_visible(), button
 
 
 def test_layout_fits_a_phone(live_app, browser, screenshots):

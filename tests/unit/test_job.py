@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -363,6 +364,31 @@ def test_a_finished_run_saves_a_checkpoint_with_its_numbers(job, config, tmp_pat
     assert saved.metadata["config"] == asdict(config) == snap.config
     assert saved.metadata["test_accuracy"] == snap.latest_epoch["test_accuracy"]
     assert snap.best_test_accuracy == snap.latest_epoch["test_accuracy"]
+
+
+def test_each_epoch_draws_the_figure_once_before_its_record_is_visible(
+    job, make_config, monkeypatch
+):
+    """Every tab shows the job's PNG; a tab that sees an epoch already gets its figure."""
+    drawn: list[tuple[int, int]] = []  # (epochs drawn, epochs visible to viewers) per call
+    figure_png = job_module.charts.figure_png
+
+    def watched(records):
+        visible = [r for r in job.snapshot().records if r["kind"] == "epoch"]
+        drawn.append((sum(r["kind"] == "epoch" for r in records), len(visible)))
+        return figure_png(records)
+
+    monkeypatch.setattr(job_module.charts, "figure_png", watched)
+    job.start(make_config(epochs=2, batch_size=256))
+    finish(job)
+
+    snap = job.snapshot()
+    assert drawn[:2] == [(1, 0), (2, 1)]  # one per epoch, each before its record
+    assert drawn[2:] == [(2, 2)]  # the run's export, at the end
+    assert snap.figure == snap.exports["png"]
+    assert Path(snap.figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    job.reset()
+    assert job.snapshot().figure is None
 
 
 def test_max_steps_mid_epoch_still_evaluates_and_saves(job, make_config):
