@@ -94,8 +94,13 @@ def create(settings: AppSettings) -> tuple[gr.Blocks, Dashboard]:
 
 
 def launch_kwargs(settings: AppSettings) -> dict[str, Any]:
-    """Options every launch uses: looks, upload cap, no monitoring dashboard."""
+    """Options every launch uses: looks, upload cap, no monitoring dashboard.
+
+    The runs folder may be outside the working directory (a Space's persistent /data): its
+    checkpoints, exports and figures are served from there.
+    """
     return dict(
+        allowed_paths=[str(settings.runs_dir)],
         theme=THEME,
         css=CSS,
         max_file_size=settings.max_file_size,
