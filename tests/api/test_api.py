@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import shutil
+import tempfile
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from gradio_client import handle_file
 from PIL import Image
-from support import TRAINING_ARGS, draw_digit_png, wait_status
+from support import TRAINING_ARGS, draw_digit_png, launch, wait_status
 
 from mnist_demo import server
 from mnist_demo.data import BUNDLED_DIR
@@ -88,3 +92,17 @@ def test_training_starts_reports_progress_and_stops(client, live_app):
     assert status["state"] == "stopped"
     client.predict(token="", api_name="/reset_training")
     assert client.predict(api_name="/status")["state"] == "idle"
+
+
+def test_files_in_a_runs_folder_outside_the_working_directory_are_served():
+    """A Space keeps its runs on persistent storage (/data): checkpoints must download."""
+    outside = Path(tempfile.mkdtemp(prefix="mnist-runs-", dir="/var/tmp"))  # not cwd, not /tmp
+    try:
+        app = launch(outside)
+        export = outside / "run-1-tutorial.csv"
+        export.write_text("step,loss\n1,2.3\n")
+        reply = httpx.get(f"{app.url}gradio_api/file={export}", timeout=30)
+        app.close()
+        assert reply.status_code == 200 and reply.text.startswith("step,loss")
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
