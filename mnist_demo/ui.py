@@ -30,7 +30,7 @@ from .ui_explore import ANY, CONFUSION_COLUMNS, DIGIT_CHOICES, Explorer
 log = logging.getLogger(__name__)
 
 ACTIVE_TICK, IDLE_TICK = 0.3, 2.0  # seconds between dashboard polls: live vs. waiting
-TRAIN_OUTPUTS = 17  # values Dashboard.tick returns, in build_app's train_outputs order
+TICK_OUTPUTS = 8  # values Dashboard.tick returns, in build_app's tick_outputs order
 # Starting the explanation's event costs the browser ~30 ms of bookkeeping: let the label
 # paint first.
 AFTER_PAINT_JS = "() => new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)))"
@@ -210,17 +210,17 @@ class Dashboard:
     # --- the dashboard's poll -----------------------------------------------------------------
 
     def tick(self, seen: TickKey | None, drawing: np.ndarray | None = None) -> tuple:
-        """Redraw only what moved since this tab last looked; nothing at all when nothing did.
+        """The poll: status line and charts when the job moved since this tab last looked.
 
-        Every output a poll sends costs the browser a re-render, so the charts go only with
-        new records, the figure (a PNG the job draws once per epoch) and the per-digit view
-        only with a new epoch, the download
-        buttons and timers only when the run's state changes. `drawing` is the tab's current
-        28x28 drawing, if any: only then is there something for the draw timer to re-score.
+        Each output costs per poll, even a skipped one: Gradio rebuilds a skipped component
+        and its config on the server (~0.3-2 ms each) and the browser re-renders what is
+        sent. So the poll has few outputs, and what changes once per epoch (figure,
+        per-digit view) or per run state (message, downloads, runs, poll interval) follows
+        the hidden epoch_key and job_key in their own change events. `drawing` is the tab's 28x28
+        drawing, if any: only then is there something for the draw timer to re-score.
         """
         snap = self.job.snapshot()
         records = snap.records
-        epochs = [r for r in records if r["kind"] == "epoch"]
         key = TickKey(
             snap.run_id,
             snap.n_records,
@@ -228,26 +228,15 @@ class Dashboard:
             snap.message,
             snap.n_history,
             self.predictor.version.number,
-            len(epochs),
+            sum(r["kind"] == "epoch" for r in records),
         )
         seen = TickKey(*seen) if seen is not None and len(seen) == len(key) else None
         if seen == key:
-            return (gr.skip(),) * TRAIN_OUTPUTS  # a State write costs Gradio its config
-
-        def moved(*fields: str) -> bool:
-            return seen is None or any(getattr(seen, f) != getattr(key, f) for f in fields)
-
-        charts_moved = moved("run_id", "n_records")
-        epochs_moved = moved("run_id", "n_epochs")  # the figure and the per-digit view
-        ended_moved = moved("run_id", "state")  # checkpoint, exports, polling interval
+            return (gr.skip(),) * TICK_OUTPUTS
+        charts_moved = seen is None or (seen.run_id, seen.n_records) != (key.run_id, key.n_records)
         active = snap.state in ACTIVE_STATES
-        if ended_moved:
-            download = gr.DownloadButton(value=snap.checkpoint, visible=bool(snap.checkpoint))
         return (
             status_markdown(snap),
-            # A button's answer in this tab (say "already running") stays up until the job's
-            # own message changes.
-            snap.message if moved("message") else gr.skip(),
             *(
                 (
                     _or_none(charts.loss_frame(records)),
@@ -257,12 +246,38 @@ class Dashboard:
                 if charts_moved
                 else (gr.skip(),) * 3
             ),
-            gr.Image(value=snap.figure, visible=bool(snap.figure)) if epochs_moved else gr.skip(),
-            download if ended_moved else gr.skip(),
-            *self.explorer.train_views(snap, epochs_moved, moved("n_history"), ended_moved),
-            gr.Timer(value=ACTIVE_TICK if active else IDLE_TICK) if ended_moved else gr.skip(),
             self._wake_rescoring(seen, key, active) if drawing is not None else gr.skip(),
+            f"{key.run_id}/{key.n_epochs}",  # epoch_key: its change runs epoch_views
+            f"{key.run_id}/{key.state}/{key.n_history}/{key.message}",  # job_key: job_views
             key,
+        )
+
+    def epoch_views(self) -> tuple:
+        """After an epoch (or in a new tab): the job's figure and the per-digit view."""
+        snap = self.job.snapshot()
+        class_view = self.explorer.class_view_from(snap)
+        return (
+            gr.Image(value=snap.figure, visible=bool(snap.figure)),
+            *(class_view or (gr.skip(),) * 3),
+        )
+
+    def job_views(self) -> tuple:
+        """When the run's state or message changes (or in a new tab): the job's message,
+        downloads, the runs compared, and the poll's interval.
+
+        The message goes only then, so a button's answer in this tab (say "already running")
+        stays up until the job's own message changes.
+        """
+        snap = self.job.snapshot()
+        exports = snap.exports
+        active = snap.state in ACTIVE_STATES
+        return (
+            snap.message,
+            gr.DownloadButton(value=snap.checkpoint, visible=bool(snap.checkpoint)),
+            gr.DownloadButton(value=exports.get("csv"), visible="csv" in exports),
+            gr.DownloadButton(value=exports.get("png"), visible="png" in exports),
+            *self.explorer.history_view(),
+            gr.Timer(value=ACTIVE_TICK if active else IDLE_TICK),
         )
 
     @staticmethod
@@ -744,6 +759,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         train_timer = gr.Timer(IDLE_TICK)
         draw_timer = gr.Timer(DRAW_TICK, active=False)  # woken by tick while weights change
 
+        private = dict(api_visibility="private", show_progress="hidden")
         controls = [model, epochs, batch_size, lr, schedule, augment, seed, device]
         for button, name in (
             (preset_fast, "fast"),
@@ -779,46 +795,39 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                 api_visibility=train_api,
                 show_progress="hidden",
             )
-        train_outputs = [
+        # Hidden keys, not States: the browser fires a component's change event whatever
+        # brought the new value, a State's only after a queued event.
+        epoch_key = gr.Textbox(visible=False, elem_id="epoch-key")
+        job_key = gr.Textbox(visible=False, elem_id="job-key")
+        tick_outputs = [
             status,
-            message,
             loss_plot,
             acc_plot,
             speed_plot,
-            figure,
-            download,
-            per_class,
-            confusion,
-            class_caption,
-            history_table,
-            history_plot,
-            csv_download,
-            png_download,
-            train_timer,
             draw_timer,
+            epoch_key,
+            job_key,
             seen_key,
         ]
-        assert len(train_outputs) == TRAIN_OUTPUTS
-        train_timer.tick(
-            dashboard.tick,
-            [seen_key, image28],
-            train_outputs,
-            api_visibility="private",
-            show_progress="hidden",
-            queue=False,
+        assert len(tick_outputs) == TICK_OUTPUTS
+        train_timer.tick(  # no queue: one plain request per poll, no event stream
+            dashboard.tick, [seen_key, image28], tick_outputs, queue=False, **private
         )
-        demo.load(
-            lambda: dashboard.tick(None),
+        demo.load(lambda: dashboard.tick(None), None, tick_outputs, **private)
+        epoch_key.change(
+            dashboard.epoch_views, None, [figure, per_class, confusion, class_caption], **private
+        )
+        job_key.change(
+            dashboard.job_views,
             None,
-            train_outputs,
-            api_visibility="private",
-            show_progress="hidden",
+            [message, download, csv_download, png_download, history_table, history_plot]
+            + [train_timer],
+            **private,
         )
 
         draw_outputs = [label, probs, seen, answered, image28, shown_version]
         explorer = dashboard.explorer
         why_outputs = [saliency, maps1, maps2, why_caption, spark, spark_plot]
-        private = dict(api_visibility="private", show_progress="hidden")
         rescoring = draw_timer.tick(  # the pad's value says whether it still holds a drawing
             dashboard.follow_live_weights,
             [pad, upload, image28, shown_version, tuned, spark],

@@ -206,22 +206,6 @@ class Explorer:
         frame = charts.history_frame(runs)
         return table, frame if len(frame) else None
 
-    def train_views(
-        self, snap: Snapshot, epochs_moved: bool, history_moved: bool, ended_moved: bool
-    ) -> tuple:
-        """The tick's extra outputs: class view, runs, export buttons (skipped when unchanged)."""
-        class_view = self.class_view_from(snap) if epochs_moved else None
-        exports = snap.exports
-        buttons = (
-            gr.DownloadButton(value=exports.get("csv"), visible="csv" in exports),
-            gr.DownloadButton(value=exports.get("png"), visible="png" in exports),
-        )
-        return (
-            *(class_view or (gr.skip(),) * 3),
-            *(self.history_view() if history_moved else (gr.skip(),) * 2),
-            *(buttons if ended_moved else (gr.skip(),) * 2),
-        )
-
     # --- why this answer, and the sparkline (Draw tab) ----------------------------------------
 
     def explain(self, image28: np.ndarray | None, tuned: Predictor | None) -> tuple:

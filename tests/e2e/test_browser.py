@@ -110,7 +110,7 @@ def test_a_finished_run_shows_the_tutorials_figure_and_its_downloads(live_app, b
         timeout=15_000,
     )
     for button in ("#download", "#csv-download", "#png-download"):
-        assert page.locator(button).is_visible(), button
+        page.locator(button).wait_for(state="visible", timeout=15_000)
 
 
 def test_layout_fits_a_phone(live_app, browser, screenshots):

@@ -33,10 +33,11 @@ from mnist_demo.models import build_model
 from mnist_demo.predict import Predictor
 from mnist_demo.settings import AppSettings, SettingsError, from_env
 from mnist_demo.training import Control, TrainResult
-from mnist_demo.ui import NO_DIGIT, TRAIN_OUTPUTS, Dashboard, TickKey
+from mnist_demo.ui import IDLE_TICK, NO_DIGIT, TICK_OUTPUTS, Dashboard, TickKey
 
 BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
 ARGS = dict(preset="fast", **TRAINING_ARGS)
+DRAW_TIMER, EPOCH_KEY, JOB_KEY = 4, 5, 6  # Dashboard.tick's draw timer and hidden view keys
 SETTLED = {"idle", "finished", "stopped"}
 VALID_STATES = SETTLED | {"running", "paused", "stopping", "failed"}
 pytestmark = [  # expected on the way to the messages these tests check
@@ -688,14 +689,18 @@ def test_a_tab_that_has_seen_the_latest_state_gets_nothing_to_redraw(dashboard):
 
 
 def test_a_poll_leaves_a_buttons_answer_up_until_the_jobs_message_changes(dashboard, fake):
+    """The poll never sends the message: job_views does, when the job's key changes."""
     fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
     assert dashboard.start(**ARGS) == "Run 1 started."
     seen = dashboard.tick(None)
-    assert seen[1] == "Run 1 started."
+    assert dashboard.job_views()[0] == "Run 1 started."
     assert dashboard.start(**ARGS).startswith("⚠️ A training run is already running")
-    assert dashboard.tick(seen[-1])[1] == gr.skip(), "the tab's 'already running' stays"
+    again = dashboard.tick(seen[-1])
+    assert again[JOB_KEY] in (gr.skip(), seen[JOB_KEY]), "the tab's 'already running' stays"
     assert dashboard.stop() == "Stop requested."
-    assert dashboard.tick(seen[-1])[1] == dashboard.job.snapshot().message == "Stopping…"
+    stopping = dashboard.tick(seen[-1])[JOB_KEY]
+    assert stopping != seen[JOB_KEY] and stopping.endswith("Stopping…")
+    assert dashboard.job_views()[0] == "Stopping…"
 
 
 def test_a_poll_after_new_records_redraws_the_status_and_charts_only(dashboard, fake):
@@ -707,14 +712,20 @@ def test_a_poll_after_new_records_redraws_the_status_and_charts_only(dashboard, 
         assert time.monotonic() < deadline, "the run never began"
         time.sleep(0.01)
     first = dashboard.tick(None)
-    assert len(first) == TRAIN_OUTPUTS and all(u != gr.skip() for u in first[:5])
+    assert len(first) == TICK_OUTPUTS and all(u != gr.skip() for u in first[:4])
     key = first[-1]
     missed_a_record = dashboard.tick(key._replace(n_records=key.n_records - 1))
-    sent = [i for i, update in enumerate(missed_a_record) if update != gr.skip()]
-    assert sent == [0, 2, 3, 4, TRAIN_OUTPUTS - 1]  # status, three charts, the new key
+    assert all(chart != gr.skip() for chart in missed_a_record[1:4]), "the three charts"
+    assert missed_a_record[EPOCH_KEY : JOB_KEY + 1] == first[EPOCH_KEY : JOB_KEY + 1]
     paused = dashboard.tick(key._replace(state="paused"))
-    assert paused[2] == gr.skip(), "no new records: the charts stay as they are"
-    assert paused[6] != gr.skip() and paused[-3] != gr.skip(), "downloads, poll interval"
+    assert all(chart == gr.skip() for chart in paused[1:4]), "no new records: charts stay"
+
+
+def test_the_views_after_an_epoch_or_a_state_change_match_their_outputs(dashboard):
+    assert len(dashboard.epoch_views()) == 4  # figure, per-digit bars, matrix, caption
+    message, *downloads, table, plot, timer = dashboard.job_views()
+    assert message == dashboard.job.snapshot().message and len(downloads) == 3
+    assert timer.value == IDLE_TICK
 
 
 def test_the_warm_up_drawing_goes_the_whole_way_and_is_read_as_a_one(dashboard):
@@ -728,12 +739,12 @@ def test_a_drawing_is_rescored_while_weights_change_and_the_timer_sleeps_when_id
 
     idle = dashboard.follow_live_weights(pad, None, image28, shown)
     assert all(u == gr.skip() for u in idle[:-1]) and timer_update(idle[-1]) is False
-    assert timer_update(dashboard.tick(None, image28)[-2]) is None  # idle: nothing to wake
+    assert timer_update(dashboard.tick(None, image28)[DRAW_TIMER]) is None  # idle: nothing to wake
 
     fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
     assert dashboard.start(**ARGS) == "Run 1 started."
-    assert timer_update(dashboard.tick(None, image28)[-2]) is True  # a tab opened mid-run
-    assert timer_update(dashboard.tick(None)[-2]) is None, "no drawing: nothing to re-score"
+    assert timer_update(dashboard.tick(None, image28)[DRAW_TIMER]) is True  # a tab opened mid-run
+    assert timer_update(dashboard.tick(None)[DRAW_TIMER]) is None, "no drawing: nothing to re-score"
     name, weights, _ = dashboard.predictor.weights()
     dashboard.predictor.set_weights(name, weights, "training run 1, epoch 0.50")  # as the job
 
