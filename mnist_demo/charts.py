@@ -61,12 +61,17 @@ def accuracy_frame(records: Sequence[Record]) -> pd.DataFrame:
         {"epoch": _epoch_position(r), "accuracy": round(r["train_accuracy"], 2), "series": "train"}
         for r in _steps(records)
     ]
-    rows += [
+    tests = [
         {"epoch": float(_epochs_done(r)), "accuracy": r["test_accuracy"], "series": "test"}
         for r in records
         if r["kind"] == "epoch"
     ]
-    return pd.DataFrame(rows, columns=["epoch", "accuracy", "series"])
+    if rows and not tests:
+        # Gradio 6.31's plot takes its series from the first data it draws: a "test" series
+        # that first appears later gets no line or legend. A point without a value (not
+        # drawn) names it from the start.
+        tests = [{"epoch": rows[0]["epoch"], "accuracy": None, "series": "test"}]
+    return pd.DataFrame(rows + tests, columns=["epoch", "accuracy", "series"])
 
 
 def speed_frame(records: Sequence[Record]) -> pd.DataFrame:
@@ -117,6 +122,7 @@ def tutorial_figure(records: Sequence[Record]):
     ax2.plot(x, [r["test_accuracy"] for r in epochs], "--o", color=ACC_COLOR, label="test accuracy")
     ax2.set_ylabel("Accuracy (%)", color=ACC_COLOR)
     ax2.tick_params(axis="y", labelcolor=ACC_COLOR)
+    fig.suptitle("The tutorial's figure: loss and accuracy per epoch", fontsize="medium")
     fig.legend(loc="outside lower center", ncols=3, fontsize="small", frameon=False)
     return fig
 

@@ -560,6 +560,9 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                             x="epoch",
                             y="accuracy",
                             color="series",
+                            # Both series known from the start: a series that first appears
+                            # in a later update (test, after an epoch) gets no colour/legend.
+                            color_map={"train": "#4c78a8", "test": "#e45756"},
                             title="Accuracy (%)",
                             height=240,
                             elem_id="acc-plot",
@@ -576,8 +579,10 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                             label="Throughput",
                             show_label=False,
                         )
-                        figure = gr.Image(
+                        figure = gr.Image(  # its title is in the PNG: nothing drawn over it
                             label="The tutorial's figure",
+                            show_label=False,
+                            buttons=[],
                             visible=False,
                             type="filepath",
                             interactive=False,

@@ -293,3 +293,14 @@ def test_probability_bars_show_all_ten_digits_and_mark_the_answer():
     assert 'class="prob-row top"><span>7</span>' in html and "width:91.0%" in html
     empty = charts.probability_bars_html(None)
     assert empty.count('class="prob-row"') == 10 and " top" not in empty
+
+
+def test_the_accuracy_chart_names_its_test_series_before_the_first_epoch():
+    """Gradio's plot keeps the series of its first data: "test" must be there from the start."""
+    before = charts.accuracy_frame(records()[:2])  # a step, no epoch yet
+    assert list(before["series"]) == ["train", "test"]
+    assert before["accuracy"].isna().tolist() == [False, True]  # named, but nothing drawn
+    after = charts.accuracy_frame(records())
+    tests = after[after["series"] == "test"]
+    assert tests["accuracy"].tolist() == [98.5, 98.9] and not after["accuracy"].isna().any()
+    assert charts.accuracy_frame(records()[:1]).empty  # no step yet: no chart at all
