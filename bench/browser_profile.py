@@ -23,10 +23,9 @@ from _env import print_header
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
-from pages import WATCH_TEXT_JS, open_app  # noqa: E402  (the browser tests' helpers)
+from pages import CHROMIUM_ARGS, WATCH_TEXT_JS, open_app  # noqa: E402  (browser test helpers)
 from support import launch  # noqa: E402
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 TOTALS = ("update_loading_stati_state", "evaluate", "flush", "(garbage collector)")
 
 

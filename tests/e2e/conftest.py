@@ -2,16 +2,7 @@ import os
 import shutil
 
 import pytest
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from pages import CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")

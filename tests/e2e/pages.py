@@ -6,6 +6,16 @@ import time
 
 from support import STROKES
 
+# Headless Chromium as the browser tests and bench/browser_profile.py start it.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 STROKE_SCALE = 80  # px per stroke unit: the digit spans ~150 px of the 280 px canvas
