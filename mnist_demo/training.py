@@ -486,32 +486,39 @@ class _AdaptiveStep:
             step.close()
 
 
+def _warm_up_without_training(step: _Step, idx: torch.Tensor, runs: int = 3) -> None:
+    """Run `step` a few times, then undo everything those runs changed.
+
+    A CUDA graph capture needs warmed-up kernels and the optimiser's state already allocated,
+    but the warm-up must not train: the weights, buffers, random state and stats are put
+    back. The optimiser's state tensors are zeroed in place, not dropped, because the graph
+    will read these very tensors; Adam with zero moments at step 0 is a fresh Adam.
+    """
+    model, optimizer = step.model, step.optimizer
+    saved = copy.deepcopy(model.state_dict())
+    with torch.random.fork_rng(devices=[idx.device] if idx.device.type == "cuda" else []):
+        for _ in range(runs):
+            step(idx)
+    model.load_state_dict(saved)
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                value.zero_()
+    step.stats.zero_()
+    optimizer.zero_grad(set_to_none=True)
+
+
 class _GraphedStep:
     """The same step captured once as a CUDA graph and replayed: one launch per step."""
 
     def __init__(self, step: _Step, batch_size: int, device: torch.device):
         self.step = step
         self.idx = torch.zeros(batch_size, dtype=torch.long, device=device)
-        model, optimizer = step.model, step.optimizer
-        # Warm-up runs (needed before capture) must not train: restore the state after them.
-        saved_model = copy.deepcopy(model.state_dict())
-        rng = torch.cuda.get_rng_state(device)
-        side = torch.cuda.Stream(device)
+        side = torch.cuda.Stream(device)  # warm-up off the default stream, as capture requires
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
-            for _ in range(3):
-                step(self.idx)
+            _warm_up_without_training(step, self.idx)
         torch.cuda.current_stream(device).wait_stream(side)
-        model.load_state_dict(saved_model)
-        # Adam with zero moments and step 0 is a fresh Adam; zeroing in place keeps the
-        # state tensors the graph will read, so their initialisation is not captured.
-        for state in optimizer.state.values():
-            for value in state.values():
-                if isinstance(value, torch.Tensor):
-                    value.zero_()
-        torch.cuda.set_rng_state(rng, device)
-        step.stats.zero_()
-        optimizer.zero_grad(set_to_none=True)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             step(self.idx)

@@ -11,8 +11,12 @@ from itertools import pairwise
 import pytest
 import torch
 from support import WatchedControl
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from mnist_demo import training
+from mnist_demo.data import Split
+from mnist_demo.models import build_model
 from mnist_demo.training import (
     ConfigError,
     Control,
@@ -386,3 +390,81 @@ def test_auto_parallel_keeps_the_faster_mode_and_checks_again():
     for _ in range(step.EVERY):
         step(None)
     assert step.current == "threads"
+
+
+# --- what the CUDA graph relies on, checked on the CPU ------------------------------------------
+# CI has no GPU, so the graphed step itself never runs here (tests/unit/test_cuda.py does, on a
+# GPU). These pin the two properties its capture depends on, with the very same _Step.
+
+
+class _HostReads(TorchDispatchMode):
+    """Records every op that makes the device's value known to the host (a sync on CUDA)."""
+
+    READS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "equal", "is_nonzero")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        bool_index = name.startswith(("aten.index.", "aten.index_put")) and any(
+            isinstance(a, torch.Tensor) and a.dtype == torch.bool for a in tree_leaves(args)
+        )
+        if bool_index or any(read in name for read in self.READS):
+            self.ops.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def _one_step(model_name: str, augment: int, split: Split) -> training._Step:
+    config = config_from_preset("fast", model=model_name, augment=augment, device="cpu")
+    model = build_model(model_name).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    return training._Step(model, optimizer, split, config, torch.device("cpu"))
+
+
+def test_host_read_probe_sees_the_reads_a_graph_cannot_hold():
+    t = torch.ones(4)
+    with _HostReads() as probe:
+        t.sum().item()
+        bool(t[0] > 0)
+        t[t > 0] = 2.0
+    assert len(probe.ops) == 3, probe.ops
+
+
+@pytest.mark.parametrize(("model_name", "augment"), [("tutorial", 0), ("improved", 2)])
+def test_a_training_step_never_reads_a_value_back_to_the_host(mnist, model_name, augment):
+    """Gather, augmentation, forward, backward, Adam and the stats all stay on the device."""
+    step = _one_step(model_name, augment, mnist[0])
+    idx = torch.randint(0, len(mnist[0]), (64,))
+    step(idx)  # the first step allocates Adam's state
+    with _HostReads() as probe:
+        step(idx)
+        step(idx)
+    assert probe.ops == []
+    assert step.stats[1] > 0, "the step did run: it counted correct predictions"
+
+
+def test_warm_up_before_capture_leaves_no_trace(mnist):
+    """After the warm-up, training goes exactly as from the untouched model and a fresh Adam."""
+    torch.manual_seed(0)
+    warmed = _one_step("improved", 2, mnist[0])  # dropout, augmentation and BatchNorm buffers
+    fresh = _one_step("improved", 2, mnist[0])
+    fresh.model.load_state_dict(warmed.model.state_dict())
+    batches = [torch.randint(0, len(mnist[0]), (64,)) for _ in range(3)]
+
+    torch.manual_seed(1)
+    training._warm_up_without_training(warmed, batches[0])
+    assert warmed.optimizer.state, "the warm-up allocated the optimiser's state"
+    for idx in batches:
+        warmed(idx)
+    torch.manual_seed(1)
+    for idx in batches:
+        fresh(idx)
+
+    a, b = warmed.model.state_dict(), fresh.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "weights and BatchNorm statistics"
+    assert torch.equal(warmed.stats, fresh.stats)
+    for p, q in zip(warmed.model.parameters(), fresh.model.parameters(), strict=True):
+        sa, sb = warmed.optimizer.state[p], fresh.optimizer.state[q]
+        assert all(torch.equal(sa[k], sb[k]) for k in sb), "Adam's step count and moments"
