@@ -44,6 +44,7 @@ _HELP = {
     "beta1": "Adam beta1",
     "beta2": "Adam beta2",
     "augment": "random shift of up to N pixels (0 = off)",
+    "label_smoothing": "target weight moved off the label, spread over all classes (0 = off)",
     "seed": "random seed (weights, shuffling, augmentation)",
     "device": "auto, cpu, cuda or cuda:N",
     "threads": "CPU threads (0 = one per core)",
@@ -59,7 +60,7 @@ def _preset_defaults(name: str) -> str:
     config = config_from_preset(name)
     return ", ".join(
         f"{f}={getattr(config, f)}"
-        for f in ("model", "epochs", "batch_size", "lr", "schedule", "augment")
+        for f in ("model", "epochs", "batch_size", "lr", "schedule", "augment", "label_smoothing")
     )
 
 

@@ -37,7 +37,17 @@ AFTER_PAINT_JS = "() => new Promise((done) => requestAnimationFrame(() => setTim
 DRAW_TICK = 1.0  # seconds between re-scoring the drawing with live weights
 ACTIVE_STATES = frozenset(state.value for state in ACTIVE)  # as snapshots spell them
 PNG = "png"  # the Draw tab's images: 3x faster to encode than Gradio's default WebP
-CONTROL_FIELDS = ("model", "epochs", "batch_size", "lr", "schedule", "augment", "seed", "device")
+CONTROL_FIELDS = (
+    "model",
+    "epochs",
+    "batch_size",
+    "lr",
+    "schedule",
+    "augment",
+    "label_smoothing",
+    "seed",
+    "device",
+)
 
 CSS = """
 #seen img { image-rendering: pixelated; width: 224px; height: 224px; object-fit: contain; }
@@ -167,6 +177,7 @@ class Dashboard:
         lr: float,
         schedule: str,
         augment: float,
+        label_smoothing: float,
         seed: float,
         device: str,
         token: str | None = None,
@@ -184,6 +195,7 @@ class Dashboard:
                 lr=_as_float(lr, "learning rate"),
                 schedule=schedule,
                 augment=_as_int(augment, "augment"),
+                label_smoothing=_as_float(label_smoothing, "label smoothing"),
                 seed=_as_int(seed, "seed"),
                 device=(device or "auto"),
                 log_every=50,
@@ -537,6 +549,14 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                             value=defaults.augment,
                             label="Augmentation: random shift (px)",
                         )
+                        label_smoothing = gr.Slider(
+                            0,
+                            0.5,
+                            step=0.05,
+                            value=defaults.label_smoothing,
+                            label="Label smoothing",
+                            info="Train towards 1 - s on the label and s/10 on every digit",
+                        )
                         seed = gr.Number(defaults.seed, precision=0, minimum=0, label="Seed")
                         device = gr.Dropdown(
                             available_devices(), value=settings.default_device, label="Device"
@@ -765,7 +785,17 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         draw_timer = gr.Timer(DRAW_TICK, active=False)  # woken by tick while weights change
 
         private = dict(api_visibility="private", show_progress="hidden")
-        controls = [model, epochs, batch_size, lr, schedule, augment, seed, device]
+        controls = [
+            model,
+            epochs,
+            batch_size,
+            lr,
+            schedule,
+            augment,
+            label_smoothing,
+            seed,
+            device,
+        ]
         for button, name in (
             (preset_fast, "fast"),
             (preset_tutorial, "tutorial"),

@@ -24,6 +24,7 @@ TRAINING_ARGS = dict(
     lr=0.01,
     schedule="onecycle",
     augment=0,
+    label_smoothing=0.1,
     seed=0,
     device="cpu",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -10,12 +11,13 @@ from itertools import pairwise
 
 import pytest
 import torch
+import torch.nn.functional as F
 from support import WatchedControl
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from mnist_demo import training
-from mnist_demo.data import Split
+from mnist_demo.data import Split, normalize
 from mnist_demo.models import build_model
 from mnist_demo.training import (
     ConfigError,
@@ -59,6 +61,8 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is pr
         (dict(schedule="step"), "schedule"),
         (dict(beta1=1.0), "beta1"),
         (dict(augment=5), "augment"),
+        (dict(label_smoothing=-0.1), "label smoothing"),
+        (dict(label_smoothing=0.6), "label smoothing"),
         (dict(seed=-1), "seed"),
         (dict(log_every=0), "log_every"),
         (dict(max_steps=-1), "max_steps"),
@@ -89,6 +93,7 @@ def test_tutorial_preset_is_the_seed_tutorials_recipe():
         "constant",
     )
     assert (config.beta1, config.beta2, config.augment) == (0.9, 0.999, 0)  # plain Adam
+    assert config.label_smoothing == 0  # plain cross-entropy
     config.validate()
 
 
@@ -332,6 +337,31 @@ def test_a_stop_after_an_epoch_reports_the_accuracy_of_the_weights_kept(
     assert len(evaluated_at_steps) == 2, "one pass after epoch 1, one on the weights kept"
     assert evaluated_at_steps[1] > evaluated_at_steps[0]
     assert result.test_accuracy is not None
+
+
+def test_label_smoothing_changes_the_update_but_the_reported_loss_stays_plain(
+    mnist, trained_tutorial
+):
+    train_split = mnist[0]
+    idx = torch.arange(256)
+    x = normalize(train_split.images[idx])  # (B, 1, 28, 28)
+    with torch.no_grad():
+        plain = F.cross_entropy(trained_tutorial.model(x), train_split.labels[idx]).item()
+        smoothed = F.cross_entropy(
+            trained_tutorial.model(x), train_split.labels[idx], label_smoothing=0.1
+        ).item()
+    assert smoothed > plain + 0.1, "a confident model: the two losses are far apart"
+
+    weights = {}
+    for smoothing in (0.0, 0.1):
+        config = config_from_preset("fast", device="cpu", label_smoothing=smoothing)
+        model = copy.deepcopy(trained_tutorial.model).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+        step = training._Step(model, optimizer, train_split, config, torch.device("cpu"))
+        step(idx)
+        assert step.stats[0].item() / 256 == pytest.approx(plain, rel=1e-4), smoothing
+        weights[smoothing] = model.fc2.weight.detach().clone()
+    assert not torch.allclose(weights[0.0], weights[0.1]), "smoothing changed the gradient"
 
 
 def test_cpu_replicas_train_like_one_model(tiny_mnist, make_config):
