@@ -555,7 +555,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                             step=0.05,
                             value=defaults.label_smoothing,
                             label="Label smoothing",
-                            info="Train towards 1 - s on the label and s/10 on every digit",
+                            info="Target: 1 - s on the label, plus s/10 on every digit",
                         )
                         seed = gr.Number(defaults.seed, precision=0, minimum=0, label="Seed")
                         device = gr.Dropdown(
