@@ -42,7 +42,10 @@ def _epoch_position(record: Record) -> float:
 
 
 def _epochs_done(record: Record) -> float:
-    """Where an epoch record sits on the epoch axis: 1.5 after half of a second epoch."""
+    """Where a test result sits on the epoch axis: 1.5 after half of a second epoch, 0 for
+    the untrained weights (a start record's)."""
+    if record.get("kind") == "start":  # run-history points carry no kind
+        return 0.0
     return record.get("epochs_done", record["epoch"])
 
 
@@ -64,12 +67,14 @@ def accuracy_frame(records: Sequence[Record]) -> pd.DataFrame:
     tests = [
         {"epoch": float(_epochs_done(r)), "accuracy": r["test_accuracy"], "series": "test"}
         for r in records
-        if r["kind"] == "epoch"
+        if r["kind"] == "epoch" or (r["kind"] == "start" and "test_accuracy" in r)
     ]
-    if rows and not tests:
-        # Gradio 6.31's plot takes its series from the first data it draws: a "test" series
-        # that first appears later gets no line or legend. A point without a value (not
-        # drawn) names it from the start.
+    # Gradio 6.31's plot takes its series from the first data it draws: a series that first
+    # appears later gets no line or legend. So nothing is drawn before the first step, and a
+    # test point without a value (not drawn) names the test series until there is one.
+    if not rows:
+        tests = []
+    elif not tests:
         tests = [{"epoch": rows[0]["epoch"], "accuracy": None, "series": "test"}]
     return pd.DataFrame(rows + tests, columns=["epoch", "accuracy", "series"])
 

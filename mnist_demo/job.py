@@ -267,6 +267,7 @@ class TrainingJob:
                 control=control,
                 on_record=lambda r, m: self._on_record(r, m, config, control, run_id),
                 on_evaluation=lambda r, e: self._on_evaluation(r, e, run_id),
+                test_first=True,  # the accuracy chart's test line starts at the untrained net
             )
         except Exception as err:  # the server must outlive any training failure
             log.exception("training run %d failed", run_id)

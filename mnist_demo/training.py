@@ -596,13 +596,16 @@ def train(
     control: Control | None = None,
     on_record: Callable[[Record, nn.Module], None] | None = None,
     on_evaluation: Callable[[Record, Evaluation], None] | None = None,
+    test_first: bool = False,
 ) -> TrainResult:
     """Train `config.model` (or `model`) and report progress through `on_record`.
 
     `on_record(record, model)` runs in the training thread between steps, so it may copy the
     weights safely. Records have `kind` "start", "step" (every `log_every` steps) or "epoch".
     `on_evaluation(epoch_record, evaluation)` gets each epoch's test pass with every image's
-    probabilities, before the epoch record is published.
+    probabilities, before the epoch record is published. `test_first` also tests the weights
+    before any step and puts that accuracy in the start record: a live chart's test line then
+    starts at chance level instead of being a lone point after the first epoch.
     """
     config.validate()
     device = resolve_device(config.device)
@@ -623,6 +626,7 @@ def train(
     total_steps = max(1, round(steps_per_epoch * config.epochs))
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
+    untrained = test_pass(model, test_split) if test_first else None  # draws no random numbers
     step_fn, mode = _build_step(model, train_split, config, device, batch_size)
     optimizer = (step_fn.step if isinstance(step_fn, _GraphedStep) else step_fn).optimizer
     stats = (step_fn.step if isinstance(step_fn, _GraphedStep) else step_fn).stats
@@ -638,16 +642,17 @@ def train(
         result.history.append(record)
         emit(record, model)
 
-    publish(
-        dict(
-            kind="start",
-            device=result.device,
-            mode=mode,
-            total_steps=total_steps,
-            steps_per_epoch=steps_per_epoch,
-            config=asdict(config),
-        )
+    start = dict(
+        kind="start",
+        device=result.device,
+        mode=mode,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        config=asdict(config),
     )
+    if untrained is not None:
+        start.update(test_accuracy=untrained.accuracy, test_loss=untrained.loss)
+    publish(start)
     try:
         step = evaluated_at = 0
         for epoch in range(1, math.ceil(config.epochs) + 1):

@@ -304,3 +304,20 @@ def test_the_accuracy_chart_names_its_test_series_before_the_first_epoch():
     tests = after[after["series"] == "test"]
     assert tests["accuracy"].tolist() == [98.5, 98.9] and not after["accuracy"].isna().any()
     assert charts.accuracy_frame(records()[:1]).empty  # no step yet: no chart at all
+
+
+def test_the_accuracy_charts_test_line_starts_at_the_untrained_network():
+    """A one-point series draws nothing: after one epoch the test line needs its start."""
+    start, *rest = records()
+    tested = {**start, "test_accuracy": 9.8}  # what train(test_first=True) records
+    after_one = charts.accuracy_frame([tested, *rest[:2]])  # a step, then epoch 1
+    tests = after_one[after_one["series"] == "test"]
+    assert tests["epoch"].tolist() == [0.0, 1.0] and tests["accuracy"].tolist() == [9.8, 98.5]
+    before = charts.accuracy_frame([tested, rest[0]])
+    assert list(before["series"]) == ["train", "test"] and before["accuracy"].tolist() == [
+        rest[0]["train_accuracy"],
+        9.8,
+    ]
+    assert charts.accuracy_frame([tested]).empty, (
+        "no step yet: a test-only first draw would hide train"
+    )

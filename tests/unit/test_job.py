@@ -414,6 +414,7 @@ def test_a_job_repeats_the_numbers_of_train_for_the_same_seed(job, make_config):
         runs.append([r["loss"] for r in job.snapshot().records if r["kind"] == "step"])
 
     assert runs[0] == runs[1] == direct
+    assert "test_accuracy" in job.snapshot().records[0], "the app's chart starts at chance"
 
 
 # --- limits and failures ------------------------------------------------------------------------

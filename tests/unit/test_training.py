@@ -206,6 +206,18 @@ def test_records_start_steps_and_one_epoch_record_per_completed_epoch(tiny_mnist
     assert not result.model.training  # handed back ready for inference
 
 
+def test_test_first_records_the_untrained_accuracy_and_changes_nothing_else(
+    tiny_mnist, make_config
+):
+    config = make_config(max_steps=4, log_every=2)
+    plain, first = train(config), train(config, test_first=True)
+
+    assert "test_accuracy" not in plain.history[0]
+    assert 0 <= first.history[0]["test_accuracy"] <= 30, "untrained: about chance level"
+    losses = [[r["loss"] for r in run.history if r["kind"] == "step"] for run in (plain, first)]
+    assert losses[0] == losses[1], "the extra test pass draws no random numbers"
+
+
 def test_max_steps_ends_the_run_with_an_evaluation_of_the_partial_epoch(tiny_mnist, make_config):
     # Documented knob for tests/CI: a max_steps run still reports a test accuracy.
     result = train(make_config(epochs=2, batch_size=256, log_every=4, max_steps=7))
