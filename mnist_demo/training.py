@@ -294,8 +294,14 @@ class Evaluation:
         return self.probabilities.argmax(1)
 
 
+# Test batches of 500 keep conv1's activations (25 MB) under glibc's mmap threshold, so their
+# memory is reused: a test pass in the training loop took 0.51-0.62 s on our 2-core CPU,
+# against 0.65-0.89 s in batches of 2,000 (interleaved runs).
+EVAL_BATCH = 500
+
+
 @torch.inference_mode()
-def test_pass(model: nn.Module, split: Split, batch_size: int = 2000) -> Evaluation:
+def test_pass(model: nn.Module, split: Split, batch_size: int = EVAL_BATCH) -> Evaluation:
     """Accuracy, mean loss and per-image probabilities of `model` on a whole split."""
     was_training = model.training
     model.eval()
@@ -315,7 +321,7 @@ def test_pass(model: nn.Module, split: Split, batch_size: int = 2000) -> Evaluat
     return Evaluation(100.0 * correct / len(split), loss_sum.item() / len(split), probs)
 
 
-def evaluate(model: nn.Module, split: Split, batch_size: int = 2000) -> tuple[float, float]:
+def evaluate(model: nn.Module, split: Split, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
     """Accuracy (percent) and mean cross-entropy of `model` on a whole split."""
     result = test_pass(model, split, batch_size)
     return result.accuracy, result.loss
