@@ -360,6 +360,17 @@ def layout_batch(x: torch.Tensor, memory_format: torch.memory_format) -> torch.T
     return x
 
 
+def _losses(
+    logits: torch.Tensor, y: torch.Tensor, smoothing: float, reduction: str = "mean"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss to minimise (label-smoothed when asked) and the plain cross-entropy to report."""
+    loss = F.cross_entropy(logits, y, reduction=reduction, label_smoothing=smoothing)
+    if not smoothing:
+        return loss, loss.detach()
+    with torch.no_grad():
+        return loss, F.cross_entropy(logits, y, reduction=reduction)
+
+
 class _Step:
     """One optimiser step on a batch chosen by index; accumulates stats on the device."""
 
@@ -379,14 +390,12 @@ class _Step:
     def __call__(self, idx: torch.Tensor) -> None:
         x, y = self.batch(idx)  # (B, 1, 28, 28), (B,)
         logits = self.model(x)
-        smoothing = self.config.label_smoothing
-        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+        loss, plain = _losses(logits, y, self.config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         with torch.no_grad():
-            shown = F.cross_entropy(logits, y) if smoothing else loss  # the plain loss
-            self.stats[0] += shown * y.numel()
+            self.stats[0] += plain * y.numel()
             self.stats[1] += (logits.argmax(1) == y).sum()
 
     def close(self) -> None:
@@ -417,14 +426,10 @@ class _ReplicatedStep(_Step):
 
     def _part(self, replica: nn.Module, x: torch.Tensor, y: torch.Tensor, total: int):
         logits = replica(x)
-        smoothing = self.config.label_smoothing
-        loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=smoothing)
-        loss = loss / total  # the slices' losses sum to the whole batch's mean
+        loss, plain = _losses(logits, y, self.config.label_smoothing, reduction="sum")
         replica.zero_grad(set_to_none=True)
-        loss.backward()
-        with torch.no_grad():
-            shown = F.cross_entropy(logits, y, reduction="sum") if smoothing else loss * total
-        return shown, (logits.argmax(1) == y).sum()
+        (loss / total).backward()  # the slices' losses sum to the whole batch's mean
+        return plain, (logits.argmax(1) == y).sum()
 
     def __call__(self, idx: torch.Tensor) -> None:
         x, y = self.batch(idx)
