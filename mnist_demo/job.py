@@ -111,7 +111,9 @@ class TrainingJob:
         self._thread: threading.Thread | None = None
         self._checkpoint: Path | None = None
         self._best: float | None = None
-        self._last_publish = 0.0
+        # None, not 0.0, means "never": time.monotonic() starts near 0 at boot, so a clock
+        # value is no sentinel (a 0.0 kept a run's first step from publishing for an hour).
+        self._last_publish: float | None = None
         self._started_at = 0.0
         self._paused_at = 0.0
         self._paused_seconds = 0.0  # excluded from the time limit
@@ -138,7 +140,7 @@ class TrainingJob:
             self._figure = None
             self._started_at = time.monotonic()
             self._paused_seconds = 0.0
-            self._last_publish = 0.0  # the run's first step record always publishes
+            self._last_publish = None  # the run's first step record always publishes
             self._message = f"Run {self._run_id} started."
             self._thread = threading.Thread(
                 target=self._run,
@@ -321,7 +323,9 @@ class TrainingJob:
         if record["kind"] == "epoch":
             self._publish(config, model, f"training run {run_id}, epoch {record['epoch']}")
             self._draw_figure(record, config, run_id)
-        elif record["kind"] == "step" and now - self._last_publish >= self.limits.publish_interval:
+        elif record["kind"] == "step" and (
+            self._last_publish is None or now - self._last_publish >= self.limits.publish_interval
+        ):
             progress = record["epoch"] - 1 + record["epoch_progress"]
             self._publish(config, model, f"training run {run_id}, epoch {progress:.2f}")
         with self._lock:

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -349,6 +350,22 @@ def test_a_status_showing_a_step_already_shows_that_runs_weights(
         gates.all.remove(gate)
 
     assert steps_visible_at_publish[0] == 0  # published before the first step was visible
+
+
+def test_the_first_step_publishes_on_a_machine_booted_seconds_ago(
+    new_job, config, gates, predictor, monkeypatch
+):
+    # time.monotonic() counts from boot: on a machine up for a few seconds it is far below
+    # any publish interval, and a clock value of 0.0 must not read as "published long ago".
+    just_booted = iter(range(5, 10**6))
+    monkeypatch.setattr(job_module, "time", SimpleNamespace(monotonic=lambda: next(just_booted)))
+    job = new_job(publish_interval=3600.0)
+    gate = gates.at(1)
+    job.start(config)
+    gate.wait_reached()
+    assert predictor.version.label.startswith("training run 1, epoch 0.")
+    gate.release.set()
+    finish(job)
 
 
 def test_a_finished_run_saves_a_checkpoint_with_its_numbers(job, config, tmp_path):
