@@ -106,8 +106,12 @@ def decode_data_url(url: str) -> bytes:
 
 
 def _open_file(path: str | os.PathLike[str] | io.BytesIO, name: str | None = None) -> np.ndarray:
-    """Read the first frame of an image file, checking its size before decoding any pixels."""
-    name = name or os.fspath(path)
+    """Read the first frame of an image file, checking its size before decoding any pixels.
+
+    Messages name the file, never its folder: an upload lives in the server's temp folder,
+    which is nobody's business.
+    """
+    name = name or os.path.basename(os.fspath(path))
     try:
         with Image.open(path) as im:  # lazy: only the header has been read here
             _check_size(*im.size, name=name)
@@ -204,22 +208,27 @@ ImageInput: TypeAlias = (
 
 
 def _evidence(image: ImageInput) -> np.ndarray | None:
-    """Ink evidence for any accepted input; None when there is no picture at all."""
+    """Ink evidence for any accepted input; None when there is no picture at all.
+
+    An editor value (Gradio's Sketchpad/ImageEditor dict) may hold its ink in transparent
+    layers (the browser's strokes), in opaque layers, or only in the background (an upload):
+    each part is read like a picture and the ink of all of them is combined. The composite
+    is the fallback when the parts hold no ink or do not line up.
+    """
     if image is None:
         return None
     if not isinstance(image, dict):
         return _distance(*_as_array(image))
-    layers = [_as_array(x) for x in image.get("layers") or [] if x is not None]
-    alphas = [_to_u8(arr[..., -1], full) for arr, full in layers if arr.shape[2] in (2, 4)]
-    if len({a.shape for a in alphas}) > 1:
-        raise SketchError("sketch layers differ in size")
-    if alphas:  # Gradio layers are transparent except for strokes: alpha *is* the ink
-        ink = alphas[0] if len(alphas) == 1 else np.maximum.reduce(alphas)
-        if ink.max() > MIN_CONTRAST * 255:
+    parts = [image.get("background"), *(image.get("layers") or [])]
+    inks = [_distance(*_as_array(part)) for part in parts if part is not None]
+    if inks and len({ink.shape for ink in inks}) == 1:
+        ink = inks[0] if len(inks) == 1 else np.maximum.reduce(inks)
+        if ink.max() > MIN_CONTRAST * 255 or image.get("composite") is None:
             return ink
-    for key in ("composite", "background"):  # layers empty or flattened: read the picture
-        if image.get(key) is not None:
-            return _distance(*_as_array(image[key]))
+    if image.get("composite") is not None:
+        return _distance(*_as_array(image["composite"]))
+    if inks:
+        raise SketchError("sketch layers differ in size")
     return None
 
 
