@@ -22,7 +22,7 @@ from .drawpad import BRUSH, SIDE, drawpad
 from .job import ACTIVE, Snapshot, TrainingJob
 from .predict import Prediction, Predictor
 from .settings import AppSettings
-from .sketch import MAX_PIXELS, SketchError, decode_data_url
+from .sketch import ImageInput, SketchError, decode_data_url
 from .teach import PersonalSet
 from .training import ConfigError, available_devices, config_from_preset
 from .ui_explore import ANY, CONFUSION_COLUMNS, DIGIT_CHOICES, Explorer
@@ -366,14 +366,34 @@ class Dashboard:
             return self._render(None, f"⚠️ {err}")
         return self._render(prediction)
 
-    def predict_api(self, image: Any) -> tuple[dict[str, float], str]:
-        """For API clients: the label confidences and a note (why no digit, which weights).
+    def predict_api(self, image: ApiImage) -> dict[str, Any]:
+        """Read one digit for an API client: an image file (`handle_file`, a URL through
+        `handle_file` too), a `data:image/...` URL, or a Sketchpad/ImageEditor value.
 
-        Nothing else: the browser's extras (bars, the 28x28 preview PNG) cost a visitor-facing
-        server more per call than the network itself does.
+        Answers all ten probabilities, the label (None only when the image is blank) and
+        which weights answered; what cannot be read is a `gr.Error` the client receives.
+        Nothing else: the browser's extras (bars, the 28x28 preview PNG) would cost a
+        visitor-facing server more per call than the network itself does.
         """
-        confidences, _, _, note, _, _ = self.predict(image)
-        return confidences, note
+        try:
+            prediction = self.predictor.predict(api_image(image))
+        except SketchError as err:
+            raise gr.Error(str(err)) from None
+        version = prediction.version
+        answer: dict[str, Any] = {
+            "label": None if prediction.label is None else str(prediction.label),
+            "probabilities": None,
+            "weights": version.label,
+            "weights_version": version.number,
+        }
+        if prediction.label is None:
+            reason = prediction.sketch.reason if prediction.sketch else "empty"
+            answer["note"] = API_NO_DIGIT.get(reason) or NO_DIGIT.get(reason, reason)
+        else:
+            probs = prediction.probabilities
+            answer["probabilities"] = {str(d): round(float(p), 6) for d, p in enumerate(probs)}
+            answer["note"] = " ".join(reading_hints(prediction))
+        return answer
 
     def predict_drawing(self, data_url: str | None, tuned: Predictor | None = None) -> tuple:
         """The drawing pad's PNG data URL ('' when cleared) -> the same outputs as predict."""
@@ -447,6 +467,51 @@ class Dashboard:
         return (name, *(getattr(config, f) for f in CONTROL_FIELDS[:-1]))
 
 
+ApiImage = dict[str, Any] | str  # FileData, an editor value, or a data URL (see api_image)
+API_NO_DIGIT = {"empty": "No digit found: the image is blank."}
+EDITOR_KEYS = ("background", "layers", "composite")
+
+
+def api_image(value: Any) -> ImageInput:
+    """An API payload as an image `sketch` reads: Gradio has already checked that every file
+    in it was uploaded to this server (or fetched a URL given with `handle_file`)."""
+
+    def file_path(part: Any) -> str | None:
+        if part is None:
+            return None
+        if isinstance(part, dict) and isinstance(part.get("path"), str):
+            return part["path"]
+        if isinstance(part, str) and part.startswith("data:"):
+            return part
+        raise SketchError("expected an image file, a data URL or a Sketchpad value")
+
+    def as_image(part: Any) -> Any:
+        path = file_path(part)
+        return decode_data_url(path) if path and path.startswith("data:") else path
+
+    if isinstance(value, str):
+        if not value.startswith("data:"):
+            raise SketchError(
+                "a string must be a data:image/... URL; send files and web addresses with "
+                "gradio_client's handle_file()"
+            )
+        return decode_data_url(value)
+    if isinstance(value, dict) and any(key in value for key in EDITOR_KEYS):
+        layers = value.get("layers") or []
+        if not isinstance(layers, list):
+            raise SketchError("a Sketchpad value's layers must be a list")
+        return {
+            "background": as_image(value.get("background")),
+            "layers": [as_image(layer) for layer in layers],
+            "composite": as_image(value.get("composite")),
+        }
+    if isinstance(value, dict):
+        return as_image(value)
+    if value is None:
+        raise SketchError("no image was sent")
+    raise SketchError(f"expected an image, got {type(value).__name__}")
+
+
 def _as_int(value: Any, name: str) -> int:
     number = _as_float(value, name)
     if not math.isfinite(number) or number != int(number):
@@ -461,33 +526,6 @@ def _as_float(value: Any, name: str) -> float:
         return float(value)
     except (TypeError, ValueError):  # API callers can send any JSON: "abc", [1], {}
         raise ConfigError(f"{name} must be a number, got {value!r:.40}") from None
-
-
-def _check_editor_images(editor: gr.ImageEditor) -> gr.ImageEditor:
-    """Refuse huge or unreadable editor images from their header, before Gradio decodes them.
-
-    Gradio turns every ImageEditor image into a full-size RGBA array before the handler runs:
-    a 30 KB PNG of 10,000 x 10,000 pixels cost ~1.5 GB and 7 s (measured) per request.
-    """
-    convert = editor.convert_and_format_image
-
-    def checked(file: Any, flatten_on_white: bool = False) -> Any:
-        if file is not None:
-            source = file.path if hasattr(file, "path") else io.BytesIO(file)
-            try:
-                with Image.open(source) as im:
-                    width, height = im.size
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                raise gr.Error("image too large (decompression bomb?)") from None
-            except (OSError, SyntaxError, ValueError):
-                raise gr.Error("not an image file") from None
-            if width * height > MAX_PIXELS:
-                limit = f"limit {MAX_PIXELS // 1_000_000} megapixels"
-                raise gr.Error(f"image too large: {width}x{height} pixels ({limit})")
-        return convert(file, flatten_on_white)
-
-    editor.convert_and_format_image = checked
-    return editor
 
 
 def build_app(dashboard: Dashboard) -> gr.Blocks:
@@ -765,14 +803,6 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                         comparison = gr.Dataframe(
                             interactive=False, label="Before / after", elem_id="teach-table"
                         )
-        # API only: /predict takes a Sketchpad/ImageEditor value, as gradio_client users send,
-        # /predict_file an image file. Both answer with the label and a note, nothing to draw.
-        api_sketch = _check_editor_images(
-            gr.ImageEditor(type="numpy", image_mode="RGBA", visible=False)
-        )
-        api_predict = gr.Button(visible=False)
-        api_file = gr.File(file_types=["image"], type="filepath", visible=False)
-        api_predict_file = gr.Button(visible=False)
         preset = gr.State("fast")
         seen_key = gr.State(None)
         image28 = gr.State(None)
@@ -881,18 +911,9 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         ).then(None, js=AFTER_PAINT_JS).then(
             explorer.after_drawing, [image28, tuned, spark], why_outputs, **private
         )
-        for button, source, name in (
-            (api_predict, api_sketch, "predict"),
-            (api_predict_file, api_file, "predict_file"),
-        ):
-            button.click(
-                dashboard.predict_api,
-                source,
-                [label, answered],
-                api_name=name,
-                concurrency_limit=None,
-                show_progress="hidden",
-            )
+        # The public reading endpoint: /predict_file is its old name, kept for clients.
+        for name in ("predict", "predict_file"):
+            gr.api(dashboard.predict_api, api_name=name, concurrency_limit=None)
         upload.upload(
             dashboard.read_upload,
             [upload, tuned],

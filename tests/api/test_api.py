@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import shutil
 import tempfile
@@ -11,17 +12,18 @@ import httpx
 import numpy as np
 import pytest
 from gradio_client import handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 from support import TRAINING_ARGS, draw_digit_png, launch, wait_status
 
-from mnist_demo import server
+from mnist_demo import draw_model
 from mnist_demo.data import BUNDLED_DIR
 
 pytestmark = pytest.mark.api
 
 
-def _label(result) -> str | None:
-    return result[0].get("label") if isinstance(result[0], dict) else None
+def _label(result: dict) -> str | None:
+    return result["label"]
 
 
 def _mnist_test_digit(index: int) -> tuple[np.ndarray, int]:
@@ -49,8 +51,10 @@ def test_predict_takes_a_sketchpad_value(client, tmp_path):
     }
     result = client.predict(value, api_name="/predict")
     assert _label(result) == "7"
-    confidences = {c["label"]: c["confidence"] for c in result[0]["confidences"]}
-    assert confidences["7"] > 0.5
+    assert set(result["probabilities"]) == {str(d) for d in range(10)}  # all ten, not a top 3
+    assert result["probabilities"]["7"] > 0.5
+    assert abs(sum(result["probabilities"].values()) - 1) < 1e-3
+    assert result["weights"] == f"shipped {draw_model.DRAW_MODEL} checkpoint"
 
 
 @pytest.mark.parametrize("index", [0, 1, 2, 3])
@@ -63,18 +67,67 @@ def test_predict_file_reads_mnist_digits_drawn_dark_on_light(client, tmp_path, i
     assert _label(result) == str(truth)
 
 
-def test_predict_file_explains_a_bad_file(client, tmp_path):
-    bad = tmp_path / "not-an-image.png"
-    bad.write_text("hello")
-    result = client.predict(handle_file(str(bad)), api_name="/predict_file")
-    assert _label(result) is None
-    assert "not an image" in result[1].lower() or "cannot" in result[1].lower()
+def test_predict_reads_an_image_file(client, tmp_path):
+    seven = draw_digit_png(tmp_path / "seven.png", "7")  # a black 7 on white
+    for api_name in ("/predict", "/predict_file"):  # the old name stays an alias
+        result = client.predict(handle_file(str(seven)), api_name=api_name)
+        assert _label(result) == "7", result
+        assert result["weights"] == f"shipped {draw_model.DRAW_MODEL} checkpoint"
+
+
+def test_predict_reads_a_data_url(client, tmp_path):
+    seven = draw_digit_png(tmp_path / "seven.png", "7")
+    url = "data:image/png;base64," + base64.b64encode(seven.read_bytes()).decode()
+    assert _label(client.predict(url, api_name="/predict")) == "7"
+
+
+@pytest.mark.parametrize("where", ["opaque layer", "background only", "composite only"])
+def test_predict_reads_an_editor_value_wherever_its_ink_is(client, tmp_path, where):
+    seven = handle_file(str(draw_digit_png(tmp_path / "seven.png", "7")))
+    white = tmp_path / "white.png"
+    Image.new("RGB", (400, 400), "white").save(white)
+    clear = tmp_path / "clear.png"
+    Image.new("RGBA", (400, 400), (0, 0, 0, 0)).save(clear)
+    value = {
+        "opaque layer": {"background": handle_file(str(white)), "layers": [seven]},
+        "background only": {"background": seven, "layers": [handle_file(str(clear))]},
+        "composite only": {"background": None, "layers": [], "composite": seven},
+    }[where]
+    assert _label(client.predict(value, api_name="/predict")) == "7"
+
+
+def test_a_blank_image_is_an_answer_without_a_digit(client, tmp_path):
+    white = tmp_path / "white.png"
+    Image.new("RGB", (400, 400), "white").save(white)
+    result = client.predict(handle_file(str(white)), api_name="/predict")
+    assert result["label"] is None and result["probabilities"] is None
+    assert "blank" in result["note"]
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("not-an-image", "not an image file"),
+        (12, "expected an image"),
+        ("hello", "data:image"),
+        ("data:image/png;base64,!!!", "not valid base64"),
+        ({"layers": "x"}, "must be a list"),
+    ],
+)
+def test_what_cannot_be_read_is_an_error_the_client_receives(client, tmp_path, value, message):
+    if value == "not-an-image":
+        bad = tmp_path / "not-an-image.png"
+        bad.write_text("hello")
+        value = handle_file(str(bad))
+    with pytest.raises(AppError, match=message) as caught:
+        client.predict(value, api_name="/predict")
+    assert "/tmp/" not in str(caught.value) and "/gradio/" not in str(caught.value)  # no paths
 
 
 def test_status_reports_state_and_weights(client):
     status = client.predict(api_name="/status")
     assert status["state"] in {"idle", "finished", "stopped"}
-    assert status["weights"]["model"] == server.DRAW_MODEL
+    assert status["weights"]["model"] == draw_model.DRAW_MODEL
     assert "records" not in status
 
 
