@@ -1,47 +1,11 @@
-"""Entry point: `python app.py` locally, or the app file of a Hugging Face Space."""
+"""Entry point: `python app.py` locally, or the app file of a Hugging Face Space.
+
+The same app starts with `mnist-demo app` once the package is installed.
+"""
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import logging
-
-from mnist_demo import server, settings
-from mnist_demo.training import available_devices
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="MNIST live: train a CNN and draw digits.")
-    parser.add_argument(
-        "--host",
-        default=None,
-        help="interface to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)",
-    )
-    parser.add_argument(
-        "--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)"
-    )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="device preselected for training: auto, cpu, cuda or cuda:N",
-    )
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        app_settings = dataclasses.replace(settings.from_env(), default_device=args.device)
-    except settings.SettingsError as err:
-        parser.error(str(err))  # one line and exit code 2, before anything starts
-    if args.device not in available_devices():
-        parser.error(f"--device {args.device}: choose from {', '.join(available_devices())}")
-    demo, _ = server.create(app_settings)
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share,
-        **server.launch_kwargs(app_settings),
-    )
-
+from mnist_demo.launch import main
 
 if __name__ == "__main__":
     main()

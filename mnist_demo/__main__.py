@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoints
+from . import checkpoints, draw_model
 from .data import DataError
 from .training import (
     CPU_PARALLEL,
@@ -215,6 +215,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(path: Path | None) -> tuple[Path, checkpoints.Checkpoint, str]:
+    """The checkpoint a command reads: the one given, else the Draw tab's (draw_model)."""
+    if path is not None:
+        return path, checkpoints.load(path), str(path)
+    weights = draw_model.choose(checkpoints.runs_dir())
+    return weights.source, weights.checkpoint, weights.label
+
+
 # --- evaluate ---------------------------------------------------------------------------------
 
 
@@ -224,7 +232,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--checkpoint",
         type=Path,
         default=None,
-        help="checkpoint to evaluate (default: the shipped tutorial one)",
+        help="checkpoint to evaluate (default: the Draw tab's weights)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--data-dir", default=None, help="MNIST files instead of the bundled copy")
@@ -236,9 +244,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_split
     from .training import evaluate, resolve_device
 
-    path = args.checkpoint or checkpoints.shipped("tutorial")
+    path, checkpoint, used = _weights(args.checkpoint)
     device = resolve_device(args.device)
-    checkpoint = checkpoints.load(path)
     model = checkpoint.build().to(device)
     start = time.perf_counter()
     accuracy, loss = evaluate(model, load_split("test", args.data_dir).to(device))
@@ -248,13 +255,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "loss": round(loss, 5),
         "model": checkpoint.model_name,
         "checkpoint": str(path),
+        "weights": used,
         "device": str(device),
         "seconds": round(time.perf_counter() - start, 3),
     }
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{path}: {accuracy:.2f}% of 10,000 test images ({checkpoint.model_name} model)")
+        print(f"{used}: {accuracy:.2f}% of 10,000 test images ({checkpoint.model_name} model)")
     return 0
 
 
@@ -268,7 +276,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--checkpoint",
         type=Path,
         default=None,
-        help="checkpoint to use (default: the shipped tutorial one)",
+        help="checkpoint to use (default: the Draw tab's weights)",
     )
     p.add_argument("--batch-size", type=int, default=512, help="images per forward pass")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -281,8 +289,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise _Usage("--batch-size must be at least 1")
-    path = args.checkpoint or checkpoints.shipped("tutorial")
-    predictor = Predictor.from_file(path)
+    path, checkpoint, used = _weights(args.checkpoint)
+    predictor = Predictor(checkpoint, used)
+    if not args.json:
+        print(f"reading with {used}", file=sys.stderr)
     failures = 0
 
     def emit(file: Path, label: int | None, probs: np.ndarray | None, error: str | None) -> None:
@@ -291,12 +301,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 "path": str(file),
                 "label": label,
                 "probabilities": None if probs is None else [round(float(p), 6) for p in probs],
+                "weights": used,
             }
             if error:
                 row["error"] = error
             print(json.dumps(row))
         elif error:
-            print(f"{file}: error: {error}")
+            print(f"{file}: error: {error}", file=sys.stderr)
         elif label is None:
             print(f"{file}: no digit")
         else:
@@ -327,7 +338,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if len(pending) >= args.batch_size:
             flush()
     flush()
-    return 1 if failures == len(args.paths) else 0
+    return 1 if failures else 0
+
+
+# --- app ---------------------------------------------------------------------------------------
+
+
+def _add_app(sub: argparse._SubParsersAction) -> None:
+    from .launch import add_arguments
+
+    p = sub.add_parser("app", help="start the web app (the same as python app.py)")
+    add_arguments(p)
+    p.set_defaults(func=_cmd_app, parser=p)
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    from .launch import run
+
+    run(args, args.parser)
+    return 0
 
 
 # --- entry point ------------------------------------------------------------------------------
@@ -339,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_predict(sub)
+    _add_app(sub)
     return parser
 
 

@@ -11,7 +11,7 @@ import platform
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,38 @@ from .models import MODELS, build_model
 log = logging.getLogger(__name__)
 
 FORMAT = "mnist-demo/1"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_DIR = REPO_ROOT / "checkpoints"
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+
+
+def _shipped_dir() -> Path:
+    """The committed checkpoints: in the package once installed, else the repo's checkpoints/.
+
+    The repository keeps one copy, in its top-level checkpoints/ folder; pyproject.toml maps that
+    folder into the wheel as the package data `mnist_demo/shipped/`.
+    """
+    installed = PACKAGE_DIR / "shipped"
+    return installed if installed.is_dir() else REPO_ROOT / "checkpoints"
+
+
+SHIPPED_DIR = _shipped_dir()
+RUNS_DIR_VARIABLE = "MNIST_DEMO_RUNS_DIR"
+
+
+def runs_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where finished runs are saved: $MNIST_DEMO_RUNS_DIR, else runs/ in a checkout, else the
+    user's data folder (an installed package must not write into site-packages)."""
+    configured = (os.environ if env is None else env).get(RUNS_DIR_VARIABLE)
+    if configured:
+        return Path(configured)
+    if SHIPPED_DIR == REPO_ROOT / "checkpoints":  # running from the repository
+        return REPO_ROOT / "runs"
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "mnist-demo" / "runs"
+
+
 SHIPPED = {name: SHIPPED_DIR / f"{name}.pt" for name in MODELS}
+ZIP_MAGIC, PICKLE_PROTO = b"PK\x03\x04", b"\x80"  # how torch.save's files begin
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024  # our models are < 2 MB; anything huge is not ours
 
 
@@ -146,6 +175,12 @@ def load(path: Path | str) -> Checkpoint:
     size = path.stat().st_size
     if size > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(f"{path}: {size / 1e6:.0f} MB is too large for an MNIST checkpoint")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (or, before torch 1.6, a pickle): anything else, say an
+    # image passed by mistake, is named plainly rather than with torch's unpickler advice.
+    if not (head == ZIP_MAGIC or head[:1] == PICKLE_PROTO):
+        raise CheckpointError(f"{path}: not a checkpoint file (torch saves a zip archive)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

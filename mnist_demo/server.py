@@ -9,19 +9,13 @@ from typing import Any
 
 import gradio as gr
 
-from . import checkpoints
+from . import draw_model
 from .job import TrainingJob
 from .predict import Predictor
 from .settings import AppSettings
 from .ui import CSS, THEME, Dashboard, build_app
 
 log = logging.getLogger(__name__)
-
-
-# The Draw tab's model before anyone trains: the improved CNN reads 99.2% of re-drawn MNIST
-# test digits against the tutorial CNN's 98.9% (BENCHMARKS.md), at ~1 ms per prediction.
-DRAW_MODEL = "improved"
-GOOD_ACCURACY = 90.0  # percent: a diverged run (say lr 10, ~10%) is saved but never reloaded
 
 
 def remove_stale_temp_files(runs_dir: Path) -> None:
@@ -35,39 +29,9 @@ def remove_stale_temp_files(runs_dir: Path) -> None:
 
 
 def last_good_predictor(runs_dir: Path) -> Predictor:
-    """The newest loadable run in `runs_dir` that tested >= 90%, else a shipped checkpoint.
-
-    A file that fails to load (say, a crash mid-write left junk) is skipped with a warning:
-    the app always starts, and never with broken weights.
-    """
-    for path in _newest_first(runs_dir.glob("run-*.pt") if runs_dir.is_dir() else []):
-        try:
-            checkpoint = checkpoints.load(path)
-        except checkpoints.CheckpointError as err:
-            log.warning("skipping unusable checkpoint %s: %s", path.name, err)
-            continue
-        accuracy = checkpoint.metadata.get("test_accuracy")
-        if not isinstance(accuracy, (int, float)) or accuracy < GOOD_ACCURACY:
-            log.warning(
-                "skipping %s: test accuracy %s is below %s%%", path.name, accuracy, GOOD_ACCURACY
-            )
-            continue
-        return Predictor(checkpoint, f"saved run {path.stem}", threads=1, source=path)
-    shipped = checkpoints.shipped(DRAW_MODEL)
-    return Predictor(
-        checkpoints.load(shipped), f"shipped {DRAW_MODEL} checkpoint", threads=1, source=shipped
-    )
-
-
-def _newest_first(paths) -> list[Path]:
-    """Paths by modification time, newest first; a dangling link or a vanished file is left out."""
-    dated = []
-    for path in paths:
-        try:
-            dated.append((path.stat().st_mtime, path))
-        except OSError:
-            log.warning("skipping unreadable checkpoint entry: %s", path)
-    return [path for _, path in sorted(dated, reverse=True)]
+    """A Predictor over the weights `draw_model.choose` picks (shared with the CLI)."""
+    weights = draw_model.choose(runs_dir)
+    return Predictor(weights.checkpoint, weights.label, threads=1, source=weights.source)
 
 
 # Gradio's queue keeps every event's timing for its monitoring dashboard (off here) and, after

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import checkpoints
 from .job import JobLimits
 
 TRAINING_MODES = ("on", "off", "token")
@@ -67,7 +68,7 @@ def _integer(env: dict[str, str], name: str, default: int, minimum: int) -> int:
     return int(value)
 
 
-def from_env(env: dict[str, str] | None = None, repo_root: Path | None = None) -> AppSettings:
+def from_env(env: dict[str, str] | None = None) -> AppSettings:
     """Read MNIST_DEMO_* variables; a bad value raises SettingsError at start-up, not later."""
     env = dict(os.environ if env is None else env)
     training = env.get("MNIST_DEMO_TRAINING", "on").strip().lower()
@@ -86,8 +87,7 @@ def from_env(env: dict[str, str] | None = None, repo_root: Path | None = None) -
     max_file_size = (env.get("MNIST_DEMO_MAX_FILE_SIZE") or "5mb").strip()
     if not re.fullmatch(r"\d+\s*[kmgt]?b", max_file_size, re.IGNORECASE):  # Gradio's format
         raise SettingsError(f"MNIST_DEMO_MAX_FILE_SIZE={max_file_size!r} is not a size like 5mb")
-    root = repo_root or Path(__file__).resolve().parent.parent
-    runs_dir = Path(env.get("MNIST_DEMO_RUNS_DIR") or root / "runs")
+    runs_dir = checkpoints.runs_dir(env)
     return AppSettings(
         training=training,
         token=token,

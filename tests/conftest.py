@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from mnist_demo import training
+from mnist_demo import checkpoints, training
 from mnist_demo.data import Split
 from mnist_demo.training import TrainConfig, TrainResult
 
@@ -26,8 +26,12 @@ TINY_TRAIN, TINY_TEST = 2560, 500
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Run in tmp_path (so `runs/` and other relative outputs land there); restore threads."""
+    """Run in tmp_path (so `runs/` and other relative outputs land there); restore threads.
+
+    The runs folder is tmp_path's too: no test reads or writes a developer's own runs.
+    """
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(checkpoints.RUNS_DIR_VARIABLE, str(tmp_path / "runs"))
     threads = torch.get_num_threads()
     torch.set_num_threads(TEST_THREADS)
     yield

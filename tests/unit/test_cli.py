@@ -8,9 +8,11 @@ import sys
 
 import pytest
 import torch
+from support import draw_digit_png
 
-from mnist_demo import checkpoints
+from mnist_demo import checkpoints, draw_model
 from mnist_demo.__main__ import main
+from mnist_demo.training import save_result
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
 CPU = ["--device", "cpu", "--threads", "1"]  # one thread: see TEST_THREADS in conftest.py
@@ -120,13 +122,54 @@ def test_evaluate_refuses_cuda_when_absent(capsys):
     assert code == 2 and "no CUDA GPU" in err
 
 
-def test_evaluate_the_shipped_checkpoint(capsys):
-    path = checkpoints.shipped("tutorial")
-    if not path.is_file():
-        pytest.skip(f"{path} is not committed yet")
+def test_evaluate_and_predict_default_to_the_draw_tabs_weights(capsys, tmp_path):
+    shipped = draw_model.choose(tmp_path / "runs")  # no runs yet: the shipped Draw model
+    assert shipped.label == f"shipped {draw_model.DRAW_MODEL} checkpoint"
     code, out, err = run(capsys, "evaluate", "--device", "cpu", "--json")
     assert code == 0, err
     result = json.loads(out)
-    assert result["checkpoint"] == str(path) and result["n"] == 10_000
-    assert result["accuracy"] == pytest.approx(checkpoints.load(path).metadata["test_accuracy"],
+    assert result["checkpoint"] == str(shipped.source) and result["n"] == 10_000
+    assert result["weights"] == shipped.label
+    assert result["accuracy"] == pytest.approx(shipped.checkpoint.metadata["test_accuracy"],
                                                abs=0.05)  # fmt: skip
+
+    seven = draw_digit_png(tmp_path / "seven.png", "7")
+    code, out, err = run(capsys, "predict", str(seven))
+    assert code == 0 and out == f"{seven}: 7 ({out.split('(')[1]}"
+    assert f"reading with {shipped.label}" in err
+
+
+def test_predict_follows_the_draw_tab_to_a_saved_run(capsys, tmp_path, trained_tutorial):
+    runs = tmp_path / "runs"
+    save_result(runs / "run-1-tutorial.pt", trained_tutorial)
+    code, out, err = run(capsys, "predict", "--json", str(draw_digit_png(tmp_path / "7.png", "7")))
+    assert code == 0, err
+    assert json.loads(out)["weights"] == "saved run run-1-tutorial"
+
+
+def test_predict_exits_1_when_any_file_fails_and_names_each(capsys, tmp_path):
+    seven = draw_digit_png(tmp_path / "seven.png", "7")
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    code, out, err = run(capsys, "predict", str(seven), str(bad))
+    assert code == 1
+    assert out.startswith(f"{seven}: 7 ")
+    assert f"{bad}: error: not an image file" in err
+
+
+def test_evaluate_on_an_image_says_it_is_not_a_checkpoint(capsys, tmp_path):
+    png = draw_digit_png(tmp_path / "seven.png", "7")
+    code, out, err = run(capsys, "evaluate", "--checkpoint", str(png))
+    assert code == 2 and out == ""
+    assert (
+        err
+        == f"mnist-demo evaluate: error: {png}: not a checkpoint file (torch saves a zip archive)\n"
+    )
+
+
+def test_the_app_command_has_the_apps_options(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["app", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in ("--host", "--port", "--device", "--share"))

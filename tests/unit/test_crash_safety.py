@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_demo import checkpoints, server
+from mnist_demo import checkpoints, draw_model, server
 from mnist_demo.checkpoints import CheckpointError
 from mnist_demo.models import build_model
 from mnist_demo.settings import AppSettings
@@ -225,7 +225,7 @@ def test_with_no_loadable_run_the_app_falls_back_to_the_shipped_checkpoint(tmp_p
     runs.mkdir()
     (runs / "run-1-tutorial.pt").write_bytes(b"PK\x03\x04 not really a zip")
 
-    shipped = f"shipped {server.DRAW_MODEL} checkpoint"
+    shipped = f"shipped {draw_model.DRAW_MODEL} checkpoint"
     assert server.last_good_predictor(runs).version.label == shipped
     assert server.last_good_predictor(tmp_path / "missing").version.label == shipped
 
