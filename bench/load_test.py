@@ -149,8 +149,9 @@ def run_round(args, connected: list, folder: Path, number: int, requests: int) -
             start = time.perf_counter()
             try:
                 out = client.predict(value, api_name=args.endpoint)
-                got = out[0].get("label") if isinstance(out[0], dict) else None
-                error = None if got is not None else f"no digit: {out[1][:80]}"
+                answer = out if isinstance(out, dict) else out[0]  # gradio_client vs raw HTTP
+                got = answer["label"]
+                error = None if got is not None else f"no digit: {answer['note'][:80]}"
             except Exception as err:  # counted and reported, never fatal
                 got, error = None, f"{type(err).__name__}: {str(err)[:120]}"
             ms = 1000 * (time.perf_counter() - start)
