@@ -16,6 +16,7 @@ from pathlib import Path
 
 from _env import print_header
 
+from mnist_demo.records import first, of_kind
 from mnist_demo.training import config_from_preset, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,10 +36,10 @@ CHROMIUM_ARGS = [
 
 def summarise(history: list[dict]) -> dict:
     """Throughput over the whole run and training seconds until the first epoch at 99%."""
-    steps = [r for r in history if r["kind"] == "step"]
-    epochs = [r for r in history if r["kind"] == "epoch"]
+    steps = of_kind(history, "step")
+    epochs = of_kind(history, "epoch")
     hit = next((r for r in epochs if r["test_accuracy"] >= 99.0), None)
-    batch = next(r for r in history if r["kind"] == "start")["config"]["batch_size"]
+    batch = first(history, "start")["config"]["batch_size"]
     return dict(
         train_seconds=round(steps[-1]["train_seconds"], 2),
         images_per_second=round(steps[-1]["step"] * batch / steps[-1]["train_seconds"]),

@@ -23,6 +23,7 @@ import httpx
 from _env import print_header
 
 from mnist_demo import server
+from mnist_demo.records import first, is_kind, of_kind
 from mnist_demo.settings import AppSettings
 from mnist_demo.training import config_from_preset, train
 from mnist_demo.ui import ACTIVE_TICK
@@ -32,9 +33,9 @@ from support import launch  # noqa: E402  (the launcher the browser tests use)
 
 
 def images_per_second(records: list[dict]) -> tuple[float, float | None]:
-    steps = [r for r in records if r["kind"] == "step"]
-    batch = next(r for r in records if r["kind"] == "start")["config"]["batch_size"]
-    hit = next((r for r in records if r["kind"] == "epoch" and r["test_accuracy"] >= 99), None)
+    steps = of_kind(records, "step")
+    batch = first(records, "start")["config"]["batch_size"]
+    hit = next((r for r in records if is_kind(r, "epoch") and r["test_accuracy"] >= 99), None)
     return steps[-1]["step"] * batch / steps[-1]["train_seconds"], hit and hit["train_seconds"]
 
 

@@ -34,6 +34,8 @@ from pages import (  # noqa: E402  (browser test steps)
 )
 from support import TRAINING_ARGS, launch  # noqa: E402
 
+from mnist_demo.records import of_kind  # noqa: E402
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 
 
@@ -94,8 +96,8 @@ def main() -> None:
         browser.close()
     snap = job.snapshot()
     app.close()
-    epochs = [r for r in snap.records if r["kind"] == "epoch"]
-    steps = [r for r in snap.records if r["kind"] == "step"]
+    epochs = of_kind(snap.records, "epoch")
+    steps = of_kind(snap.records, "step")
     result = dict(
         draws=len(to_label),
         label_ms_median=round(statistics.median(to_label)),

@@ -209,7 +209,9 @@ class Clients:
 
 def throughput(records: list[dict], batch_size: int) -> tuple[float | None, int]:
     """Images per second of pure training between consecutive step records, and the steps."""
-    steps = [r for r in records if r["kind"] == "step"]
+    from mnist_demo.records import of_kind
+
+    steps = of_kind(records, "step")
     pairs = list(zip(steps, steps[1:], strict=False))
     images = sum((b["step"] - a["step"]) * batch_size for a, b in pairs)
     seconds = sum(b["train_seconds"] - a["train_seconds"] for a, b in pairs)

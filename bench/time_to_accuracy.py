@@ -15,6 +15,7 @@ import statistics
 
 from _env import print_header
 
+from mnist_demo.records import of_kind
 from mnist_demo.training import PRESETS, config_from_preset, resolve_device, train
 
 
@@ -39,7 +40,7 @@ def main() -> None:
             cuda_graph=not args.no_cuda_graph,
         )
         result = train(config)
-        epochs = [r for r in result.history if r["kind"] == "epoch"]
+        epochs = of_kind(result.history, "epoch")
         hit = next((r for r in epochs if r["test_accuracy"] >= args.target), None)
         rows.append(
             dict(

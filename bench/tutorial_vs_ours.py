@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from mnist_demo.data import BUNDLED_DIR
 from mnist_demo.models import TutorialCNN
+from mnist_demo.records import of_kind
 from mnist_demo.training import config_from_preset, resolve_device, train
 
 
@@ -106,8 +107,7 @@ def ours(epochs: int, device: str, cuda_graph: bool) -> list[dict]:
             total_s=r["epoch_seconds"] + r["eval_seconds"],
             test_acc=r["test_accuracy"],
         )
-        for r in result.history
-        if r["kind"] == "epoch"
+        for r in of_kind(result.history, "epoch")
     ]
 
 

@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from . import checkpoints, draw_model
 from .data import DataError
+from .models import MODELS
+from .records import Record, is_kind, of_kind
 from .training import (
     CPU_PARALLEL,
     PRESETS,
+    SCHEDULES,
     ConfigError,
     Control,
     TrainConfig,
@@ -36,7 +40,7 @@ class _Usage(Exception):
 # --- train ------------------------------------------------------------------------------------
 
 _HELP = {
-    "model": "model architecture",
+    "model": f"model architecture: {', '.join(MODELS)}",
     "epochs": "passes over the 60,000 training images",
     "batch_size": "images per optimiser step",
     "lr": "Adam learning rate (peak of the one-cycle schedule)",
@@ -88,7 +92,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         kind = {int: int, float: float}.get(type(getattr(defaults, f.name)), str)
         extra: dict[str, Any] = {}
         if f.name == "schedule":
-            extra["choices"] = ["onecycle", "constant"]
+            extra["choices"] = list(SCHEDULES)
         if f.name == "cpu_parallel":
             extra["choices"] = list(CPU_PARALLEL)
         p.add_argument(
@@ -108,44 +112,49 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 class ProgressBar:
-    """One line per epoch on stderr: a bar, loss, accuracy, speed and ETA."""
+    """Progress on stderr: a tqdm bar over the run's steps (on a terminal), a line per epoch."""
 
-    def __init__(self, epochs: float, stream=None, width: int = 24) -> None:
+    def __init__(self, epochs: float, stream=None) -> None:
         # sys.stderr is looked up per bar, not once at import, so redirections reach it.
-        self.stream, self.width = stream or sys.stderr, width
-        self.epochs = math.ceil(epochs)  # a 1.5-epoch run shows two bars, the last one short
-        self.tty = self.stream.isatty()
-        self.total_steps = 0
+        self.stream = stream or sys.stderr
+        self.epochs = math.ceil(epochs)  # a 1.5-epoch run counts two epochs, the last short
+        self.bar: tqdm | None = None
 
-    def __call__(self, record: dict[str, Any], model: Any = None) -> None:
-        kind = record["kind"]
-        if kind == "start":
-            self.total_steps = record["total_steps"]
+    def __call__(self, record: Record, model: Any = None) -> None:
+        if is_kind(record, "start"):
             print(
                 f"training on {record['device']} ({record['mode']}), {record['total_steps']} steps "
                 f"({record['config']['epochs']:g} epochs)",
                 file=self.stream,
             )
-        elif kind == "step" and self.tty:
-            done = int(self.width * record["epoch_progress"])
-            speed = record["samples_per_second"]
-            eta = (self.total_steps - record["step"]) * record["train_seconds"] / record["step"]
-            bar = "#" * done + "." * (self.width - done)
-            self.stream.write(
-                f"\repoch {record['epoch']}/{self.epochs} [{bar}] loss {record['loss']:.4f} "
-                f"acc {record['train_accuracy']:5.2f}% {speed:,.0f} img/s ETA {eta:4.0f}s "
+            self.bar = tqdm(
+                total=record["total_steps"],
+                unit="step",
+                file=self.stream,
+                disable=not self.stream.isatty(),  # a log file gets the epoch lines only
+                leave=False,
+                dynamic_ncols=True,
             )
-            self.stream.flush()
-        elif kind == "epoch":
-            self.stream.write(
-                ("\r" if self.tty else "")
-                + f"epoch {record['epoch']}/{self.epochs}  loss {record['train_loss']:.4f}  "
+        elif is_kind(record, "step") and self.bar is not None:
+            self.bar.set_description(f"epoch {record['epoch']}/{self.epochs}", refresh=False)
+            self.bar.set_postfix(
+                loss=f"{record['loss']:.4f}",
+                acc=f"{record['train_accuracy']:.2f}%",
+                speed=f"{record['samples_per_second']:,.0f} img/s",
+                refresh=False,
+            )
+            self.bar.update(record["step"] - self.bar.n)
+        elif is_kind(record, "epoch"):
+            tqdm.write(
+                f"epoch {record['epoch']}/{self.epochs}  loss {record['train_loss']:.4f}  "
                 f"train {record['train_accuracy']:.2f}%  test {record['test_accuracy']:.2f}%  "
-                f"({record['epoch_seconds']:.1f}s train + {record['eval_seconds']:.1f}s eval)"
-                + " " * 12
-                + "\n"
+                f"({record['epoch_seconds']:.1f}s train + {record['eval_seconds']:.1f}s eval)",
+                file=self.stream,
             )
-            self.stream.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 @contextlib.contextmanager
@@ -187,8 +196,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise _Usage(f"--out {out} is a directory")
     control = Control()
     with _first_interrupt_stops(control):
-        result = train(config, control=control, on_record=ProgressBar(config.epochs))
-    epochs = [r for r in result.history if r["kind"] == "epoch"]
+        progress = ProgressBar(config.epochs)
+        try:
+            result = train(config, control=control, on_record=progress)
+        finally:
+            progress.close()
+    epochs = of_kind(result.history, "epoch")
     if not epochs:
         print("stopped before the first epoch ended; nothing saved", file=sys.stderr)
         return 130

@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .records import EpochRecord, Record, StartRecord, StepRecord, epoch_position, is_kind, of_kind
+
 if TYPE_CHECKING:
     from .history import RunSummary
-
-Record = dict[str, Any]
 
 MAX_POINTS = 400  # per series: a smooth curve that still redraws in a few ms at 2 Hz
 LOSS_COLOR, ACC_COLOR = "#1f77b4", "#d62728"  # the tutorial figure's blue loss, red accuracy
 
 
-def downsample(rows: Sequence[Record], max_points: int = MAX_POINTS) -> list[Record]:
+def downsample(rows: Sequence[Any], max_points: int = MAX_POINTS) -> list[Any]:
     """Every k-th row (always keeping the last) so long runs stay cheap to draw."""
     if len(rows) <= max_points:
         return list(rows)
@@ -33,18 +33,18 @@ def downsample(rows: Sequence[Record], max_points: int = MAX_POINTS) -> list[Rec
     return picked
 
 
-def _steps(records: Sequence[Record]) -> list[Record]:
-    return downsample([r for r in records if r["kind"] == "step"])
+def _steps(records: Sequence[Record]) -> list[StepRecord]:
+    return downsample(of_kind(records, "step"))
 
 
-def _epoch_position(record: Record) -> float:
-    return round(record["epoch"] - 1 + record["epoch_progress"], 3)
+def _epoch_position(record: StepRecord) -> float:
+    return round(epoch_position(record), 3)
 
 
-def _epochs_done(record: Record) -> float:
+def _epochs_done(record: EpochRecord | StartRecord | dict[str, Any]) -> float:
     """Where a test result sits on the epoch axis: 1.5 after half of a second epoch, 0 for
     the untrained weights (a start record's)."""
-    if record.get("kind") == "start":  # run-history points carry no kind
+    if is_kind(record, "start"):  # run-history points carry no kind
         return 0.0
     return record.get("epochs_done", record["epoch"])
 
@@ -67,7 +67,7 @@ def accuracy_frame(records: Sequence[Record]) -> pd.DataFrame:
     tests = [
         {"epoch": float(_epochs_done(r)), "accuracy": r["test_accuracy"], "series": "test"}
         for r in records
-        if r["kind"] == "epoch" or (r["kind"] == "start" and "test_accuracy" in r)
+        if is_kind(r, "epoch") or (is_kind(r, "start") and "test_accuracy" in r)
     ]
     # Gradio 6.31's plot takes its series from the first data it draws: a series that first
     # appears later gets no line or legend. So nothing is drawn before the first step, and a
@@ -109,7 +109,7 @@ def tutorial_figure(records: Sequence[Record]):
     matplotlib.use("Agg")  # no display on a server
     from matplotlib.figure import Figure
 
-    epochs = [r for r in records if r["kind"] == "epoch"]
+    epochs = of_kind(records, "epoch")
     x = [_epochs_done(r) for r in epochs]
     fig = Figure(figsize=(5, 3.2), dpi=100, layout="constrained")
     ax1 = fig.add_subplot()
@@ -138,7 +138,7 @@ def history_frame(runs: Sequence[RunSummary]) -> pd.DataFrame:
     Run ids restart at 1 when the app restarts, so a label that is already taken gets the
     run's finishing time appended: each run keeps its own line and colour.
     """
-    rows: list[Record] = []
+    rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for run in runs:
         base = run.label

@@ -1,4 +1,4 @@
-"""MNIST as uint8 tensors: IDX parsing, the bundled copy, and normalisation.
+"""MNIST as uint8 tensors: IDX parsing, the bundled copy, and the network's input.
 
 The whole data set is 47 MB as uint8, so it is loaded once and kept on the training device;
 batches are gathered there by index, with no DataLoader and no PIL in the loop.
@@ -6,6 +6,7 @@ batches are gathered there by index, with no DataLoader and no PIL in the loop.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import logging
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,39 @@ def load_split(split: str, data_dir: Path | str | None = None) -> Split:
     return Split(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
 
 
-def normalize(images_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [-1, 1], the tutorial's Normalize(0.5, 0.5)."""
-    x = images_u8.unsqueeze(1).float()
-    return x.mul_(1.0 / (255.0 * STD)).sub_(MEAN / STD)
+@functools.lru_cache(maxsize=2)
+def load_mnist(data_dir: str | None = None) -> tuple[Split, Split]:
+    """Train and test splits on the CPU, parsed once per process and data directory."""
+    return load_split("train", data_dir), load_split("test", data_dir)
+
+
+# --- the one path from pixels to the network's input -------------------------------------------
+
+
+def to_network_input(images: torch.Tensor) -> torch.Tensor:
+    """(B, 28, 28) pixels -> (B, 1, 28, 28) floats in [-1, 1], the tutorial's Normalize(0.5, 0.5).
+
+    uint8 images are MNIST's 0-255 pixels (training, test passes); float images are already
+    divided by 255 (drawings, a visitor's examples). Both give what training fed the network.
+    """
+    if images.dtype == torch.uint8:
+        x = images.unsqueeze(1).float()
+        return x.mul_(1.0 / (255.0 * STD)).sub_(MEAN / STD)  # in place: one fewer batch copy
+    return ((images - MEAN) / STD).unsqueeze(1)
+
+
+def random_shift(
+    images: torch.Tensor, max_shift: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Shift each (B, 28, 28) image by up to `max_shift` px in x and y, zero-filled.
+
+    Any dtype, on the images' device. `generator` (default: torch's global one) lets a
+    visitor's fine-tune draw its own numbers and leave a training run's random state alone.
+    """
+    b, m, device = images.shape[0], max_shift, images.device
+    padded = F.pad(images, (m, m, m, m))
+    dy = torch.randint(0, 2 * m + 1, (b, 1, 1), device=device, generator=generator)
+    dx = torch.randint(0, 2 * m + 1, (b, 1, 1), device=device, generator=generator)
+    ar = torch.arange(IMAGE_SIDE, device=device)
+    rows, cols = ar.view(1, -1, 1) + dy, ar.view(1, 1, -1) + dx  # (B, 28, 1), (B, 1, 28)
+    return padded[torch.arange(b, device=device).view(-1, 1, 1), rows, cols]

@@ -1,6 +1,6 @@
 """Run history for "compare runs": one summary per finished run, kept in a small JSON file.
 
-Summaries are plain data built from a run's metric records (see training.train). The file is
+Summaries are plain data built from a run's metric records (see records.py). The file is
 written atomically after every change and a damaged one is set aside, never fatal: losing the
 comparison chart must not stop anyone from training.
 """
@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import atomic_write_bytes
+from .records import Record, first, of_kind
 
 log = logging.getLogger(__name__)
-
-Record = dict[str, Any]
 
 FORMAT = "mnist-demo-history/1"
 STATES = ("finished", "stopped")
@@ -107,10 +106,10 @@ def summarise(
     """A run's records -> its summary; None when no epoch completed (nothing to compare)."""
     if state not in STATES:
         raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
-    epochs = [r for r in records if r.get("kind") == "epoch"]
+    epochs = of_kind(records, "epoch")
     if not epochs:
         return None
-    start = next((r for r in records if r.get("kind") == "start"), {})
+    start = first(records, "start") or {}
     config = dict(start.get("config") or {})
     timed = [r["train_seconds"] for r in records if "train_seconds" in r]
     accuracies = [float(r["test_accuracy"]) for r in epochs]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import IMAGE_SIDE, MEAN, NUM_CLASSES, STD
+from .data import IMAGE_SIDE, NUM_CLASSES, to_network_input
 
 # SmoothGrad (Smilkov et al. 2017): noise of 15% of the pixel range, 16 copies. Fewer copies
 # leave the ReLU network's speckle visible; more change the map by little and cost time.
@@ -162,11 +162,6 @@ def _require_eval(model: nn.Module) -> None:
         raise ValueError("the model must be in eval mode (call model.eval() once, up front)")
 
 
-def _network_input(images: torch.Tensor) -> torch.Tensor:
-    """(B, 28, 28) floats in [0, 1] -> (B, 1, 28, 28) normalised as in training."""
-    return ((images - MEAN) / STD).unsqueeze(1)
-
-
 def saliency(model: nn.Module, image28: np.ndarray, target: int | None = None) -> np.ndarray:
     """Which ink pushed the network towards `target` (default: its own answer), in [0, 1].
 
@@ -190,9 +185,9 @@ def saliency(model: nn.Module, image28: np.ndarray, target: int | None = None) -
             raise RuntimeError("saliency needs gradients; call it outside torch.inference_mode")
         if target is None:
             with torch.no_grad():
-                target = int(model(_network_input(x[None])).argmax(1).item())
+                target = int(model(to_network_input(x[None])).argmax(1).item())
         noisy = (x + SMOOTH_SIGMA * noise.to(device)).requires_grad_(True)  # (S, 28, 28)
-        logits = model(_network_input(noisy))
+        logits = model(to_network_input(noisy))
         (gradient,) = torch.autograd.grad(logits[:, target].sum(), noisy)
     attribution = (gradient.mean(0) * x).clamp_min(0).detach().cpu().numpy()
     peak = float(attribution.max())
@@ -207,7 +202,7 @@ def feature_maps(model: nn.Module, image28: np.ndarray) -> list[np.ndarray]:
     image = check_image28(image28)
     device = next(model.parameters()).device
     with torch.inference_mode():
-        stages = model.features(_network_input(torch.from_numpy(image).to(device)[None]))
+        stages = model.features(to_network_input(torch.from_numpy(image).to(device)[None]))
     return [stage[0].float().cpu().numpy() for stage in stages]
 
 

@@ -19,18 +19,22 @@ from typing import Any
 
 from torch import nn
 
-from . import charts, checkpoints
-from .history import RunHistory, records_csv, summarise
+from . import checkpoints
+from .history import RunHistory, summarise
 from .predict import Predictor
-from .training import (
-    ConfigError,
-    Control,
-    Evaluation,
+from .records import (
+    EpochRecord,
+    FinalRecord,
     Record,
-    TrainConfig,
-    save_result,
-    train,
+    StartRecord,
+    StepRecord,
+    epoch_position,
+    first,
+    is_kind,
+    latest,
 )
+from .runfiles import RunFiles
+from .training import MAX_EPOCHS, ConfigError, Control, Evaluation, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ TRAINING_NICENESS = 10  # 0 = as important as serving requests; 19 = only idle t
 class JobLimits:
     """Caps for a public deployment; generous defaults keep local use unrestricted."""
 
-    max_epochs: int = 200
+    max_epochs: int = MAX_EPOCHS  # a server may cap runs lower than the config allows
     max_seconds: float = math.inf  # wall-clock budget of one job, pauses excluded
     publish_interval: float = 0.5  # seconds between live-weight publications to the Predictor
 
@@ -69,18 +73,36 @@ class Snapshot:
     n_records: int
     config: dict[str, Any] | None
     device: str | None
-    latest_step: Record | None
-    latest_epoch: Record | None
+    latest_step: StepRecord | None
+    latest_epoch: EpochRecord | None
     best_test_accuracy: float | None
     eta_seconds: float | None
     checkpoint: str | None
     exports: dict[str, str] = field(default_factory=dict)  # "csv" / "png" of the ended run
     figure: str | None = None  # the tutorial's figure of the run so far (PNG), once per epoch
     n_history: int = 0  # runs in the history, so viewers redraw the comparison when it grows
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class _Run:
+    """Everything that belongs to one run; a new run, or a reset, replaces it whole."""
+
+    config: TrainConfig | None = None
+    control: Control | None = None
+    files: RunFiles | None = None
+    records: list[Record] = field(default_factory=list)
+    checkpoint: Path | None = None
+    best: float | None = None  # best test accuracy so far, percent
+    evaluation: tuple[str, Evaluation] | None = None  # the latest test pass and its label
+    exports: dict[str, str] = field(default_factory=dict)
+    figure: Path | None = None
+    started_at: float = 0.0  # time.monotonic()
+    paused_at: float = 0.0
+    paused_seconds: float = 0.0  # excluded from the time limit
+    last_publish: float | None = None  # None: the run's first step record always publishes
 
 
 class TrainingJob:
@@ -97,26 +119,13 @@ class TrainingJob:
         self.limits = limits or JobLimits()
         self._lock = threading.Lock()
         self._state = State.IDLE
-        self._records: list[Record] = []
+        self._run = _Run()
         self.history = RunHistory(self.runs_dir / "history.json")
         # Run ids go on from the saved history, so a restart never reuses a checkpoint name.
         self._run_id = self.history.next_run_id() - 1
-        self._evaluation: tuple[str, Evaluation] | None = None
-        self._exports: dict[str, str] = {}
-        self._figure: Path | None = None
         self._n_history = len(self.history.runs())
         self._message = "Ready. Press Start to train."
-        self._config: TrainConfig | None = None
-        self._control: Control | None = None
         self._thread: threading.Thread | None = None
-        self._checkpoint: Path | None = None
-        self._best: float | None = None
-        # None, not 0.0, means "never": time.monotonic() starts near 0 at boot, so a clock
-        # value is no sentinel (a 0.0 kept a run's first step from publishing for an hour).
-        self._last_publish: float | None = None
-        self._started_at = 0.0
-        self._paused_at = 0.0
-        self._paused_seconds = 0.0  # excluded from the time limit
 
     # --- commands (any thread) ----------------------------------------------------------------
 
@@ -130,21 +139,16 @@ class TrainingJob:
                 return False, f"A training run is already {self._state.value}; stop it first."
             self._run_id += 1
             self._state = State.RUNNING
-            self._records = []
-            self._config = config
-            self._control = Control()
-            self._checkpoint = None
-            self._best = None
-            self._evaluation = None
-            self._exports = {}
-            self._figure = None
-            self._started_at = time.monotonic()
-            self._paused_seconds = 0.0
-            self._last_publish = None  # the run's first step record always publishes
+            run = self._run = _Run(
+                config=config,
+                control=Control(),
+                files=RunFiles.of(self.runs_dir, self._run_id, config.model),
+                started_at=time.monotonic(),
+            )
             self._message = f"Run {self._run_id} started."
             self._thread = threading.Thread(
-                target=self._run,
-                args=(config, self._control, self._run_id),
+                target=self._train,
+                args=(run, self._run_id),
                 name=f"training-run-{self._run_id}",
                 daemon=True,
             )
@@ -155,8 +159,8 @@ class TrainingJob:
         with self._lock:
             if self._state is not State.RUNNING:
                 return False, f"Nothing to pause (the job is {self._state.value})."
-            self._control.pause()
-            self._paused_at = time.monotonic()
+            self._run.control.pause()
+            self._run.paused_at = time.monotonic()
             self._state = State.PAUSED
             self._message = "Paused."
             return True, self._message
@@ -165,8 +169,8 @@ class TrainingJob:
         with self._lock:
             if self._state is not State.PAUSED:
                 return False, f"Nothing to resume (the job is {self._state.value})."
-            self._control.resume()
-            self._paused_seconds += time.monotonic() - self._paused_at
+            self._run.control.resume()
+            self._run.paused_seconds += time.monotonic() - self._run.paused_at
             self._state = State.RUNNING
             self._message = "Resumed."
             return True, self._message
@@ -176,7 +180,7 @@ class TrainingJob:
         with self._lock:
             if self._state not in ACTIVE:
                 return False, f"Nothing to stop (the job is {self._state.value})."
-            self._control.stop()
+            self._run.control.stop()
             self._state = State.STOPPING
             self._message = "Stopping…"
             thread = self._thread
@@ -194,13 +198,7 @@ class TrainingJob:
             if self._state in ACTIVE:
                 return False, "The run did not stop in time; try Reset again."
             self._state = State.IDLE
-            self._records = []
-            self._config = None
-            self._checkpoint = None
-            self._best = None
-            self._evaluation = None
-            self._exports = {}
-            self._figure = None
+            self._run = _Run()
             self._message = "Reset. Press Start to train."
             return True, self._message
 
@@ -213,15 +211,15 @@ class TrainingJob:
 
     # --- reading (any thread) -----------------------------------------------------------------
 
-    def latest_step(self) -> Record | None:
+    def latest_step(self) -> StepRecord | None:
         """The current run's newest step record (cheap: no snapshot of the log)."""
         with self._lock:
-            return next((r for r in reversed(self._records) if r["kind"] == "step"), None)
+            return latest(self._run.records, "step")
 
     def evaluation(self) -> tuple[str, Evaluation] | None:
         """The current run's latest test pass (every image's probabilities) and its label."""
         with self._lock:
-            return self._evaluation
+            return self._run.evaluation
 
     @property
     def state(self) -> State:
@@ -231,44 +229,41 @@ class TrainingJob:
     def snapshot(self, since: int = 0) -> Snapshot:
         """The state plus records[since:], copied under the lock (cheap when nothing moved)."""
         with self._lock:
-            records = self._records
+            run = self._run
+            records = run.records
             since = since if 0 <= since <= len(records) else 0
-            steps = [r for r in reversed(records) if r["kind"] == "step"][:1]
-            epochs = [r for r in reversed(records) if r["kind"] == "epoch"][:1]
-            start = next((r for r in records if r["kind"] == "start"), None)
+            step, epoch = latest(records, "step"), latest(records, "epoch")
+            start = first(records, "start")
             return Snapshot(
                 state=self._state.value,
                 run_id=self._run_id,
                 message=self._message,
                 records=records[since:],
                 n_records=len(records),
-                config=asdict(self._config) if self._config else None,
+                config=asdict(run.config) if run.config else None,
                 device=start["device"] if start else None,
-                latest_step=steps[0] if steps else None,
-                latest_epoch=epochs[0] if epochs else None,
-                best_test_accuracy=self._best,
-                eta_seconds=_eta(
-                    start, steps[0] if steps else None, epochs[0] if epochs else None, self._config
-                )
-                if self._state in ACTIVE
-                else None,
-                checkpoint=str(self._checkpoint) if self._checkpoint else None,
-                exports=dict(self._exports),
-                figure=str(self._figure) if self._figure else None,
+                latest_step=step,
+                latest_epoch=epoch,
+                best_test_accuracy=run.best,
+                eta_seconds=_eta(start, step, epoch, run.config) if self._state in ACTIVE else None,
+                checkpoint=str(run.checkpoint) if run.checkpoint else None,
+                exports=dict(run.exports),
+                figure=str(run.figure) if run.figure else None,
                 n_history=self._n_history,
             )
 
     # --- the training thread ------------------------------------------------------------------
 
-    def _run(self, config: TrainConfig, control: Control, run_id: int) -> None:
+    def _train(self, run: _Run, run_id: int) -> None:
         _yield_to_requests()
+        config, files = run.config, run.files
         try:
             # train() builds the model after seeding, so a run repeats the CLI's numbers.
             result = train(
                 config,
-                control=control,
-                on_record=lambda r, m: self._on_record(r, m, config, control, run_id),
-                on_evaluation=lambda r, e: self._on_evaluation(r, e, run_id),
+                control=run.control,
+                on_record=lambda r, m: self._on_record(r, m, run, run_id),
+                on_evaluation=lambda r, e: self._on_evaluation(r, e, run, run_id),
                 test_first=True,  # the accuracy chart's test line starts at the untrained net
             )
         except Exception as err:  # the server must outlive any training failure
@@ -279,26 +274,26 @@ class TrainingJob:
             return
         saved = None
         if result.epochs_completed:
-            try:
-                saved = save_result(self._stem(run_id, config).with_suffix(".pt"), result)
-            except OSError as err:
-                log.error("could not save run %d: %s", run_id, err)
+            saved = files.save_checkpoint(result)
             self._publish(
-                config,
+                run,
                 result.model,
                 f"training run {run_id}, epoch {result.epochs_completed} (final)",
                 saved,
             )
-            self._cache_probabilities(saved)
+            with self._lock:
+                evaluation = run.evaluation
+            if saved is not None and evaluation is not None:
+                files.cache_probabilities(saved, evaluation[1].probabilities.numpy())
         state = "stopped" if result.stopped else "finished"
         summary = summarise(run_id, result.history, state, result.device)
         if summary is not None:
             self.history.add(summary)  # logs, never raises, when the file cannot be written
-        exports = self._export(run_id, config, result.history) if result.epochs_completed else {}
+        exports = files.export(result.history) if result.epochs_completed else {}
         with self._lock:
-            self._checkpoint = saved
-            self._exports = exports
-            self._figure = Path(exports["png"]) if "png" in exports else self._figure
+            run.checkpoint = saved
+            run.exports = exports
+            run.figure = Path(exports["png"]) if "png" in exports else run.figure
             self._n_history = len(self.history.runs())
             acc = f"{result.test_accuracy:.2f}%" if result.test_accuracy is not None else "n/a"
             if result.stopped:
@@ -313,96 +308,62 @@ class TrainingJob:
                     f"test accuracy {acc}. The Draw tab now uses these weights."
                 )
 
-    def _on_record(
-        self, record: Record, model: nn.Module, config: TrainConfig, control: Control, run_id: int
-    ) -> None:
-        record = {**record, "run_id": run_id, "wall": round(time.monotonic() - self._started_at, 3)}
+    def _on_record(self, record: Record, model: nn.Module, run: _Run, run_id: int) -> None:
+        record = {**record, "run_id": run_id, "wall": round(time.monotonic() - run.started_at, 3)}
         # Publish before the record is visible: a status that shows a step of this run also
         # shows this run's weights in the Draw tab.
         now = time.monotonic()
-        if record["kind"] == "epoch":
-            self._publish(config, model, f"training run {run_id}, epoch {record['epoch']}")
-            self._draw_figure(record, config, run_id)
-        elif record["kind"] == "step" and (
-            self._last_publish is None or now - self._last_publish >= self.limits.publish_interval
+        if is_kind(record, "epoch"):
+            self._publish(run, model, f"training run {run_id}, epoch {record['epoch']}")
+            self._draw_figure(record, run)
+        elif is_kind(record, "step") and (
+            run.last_publish is None or now - run.last_publish >= self.limits.publish_interval
         ):
-            progress = record["epoch"] - 1 + record["epoch_progress"]
-            self._publish(config, model, f"training run {run_id}, epoch {progress:.2f}")
+            progress = epoch_position(record)
+            self._publish(run, model, f"training run {run_id}, epoch {progress:.2f}")
         with self._lock:
-            self._records.append(record)
-            if record["kind"] == "epoch":
+            run.records.append(record)
+            if is_kind(record, "epoch"):
                 acc = record["test_accuracy"]
-                self._best = acc if self._best is None else max(self._best, acc)
-            running = time.monotonic() - self._started_at - self._paused_seconds
+                run.best = acc if run.best is None else max(run.best, acc)
+            running = time.monotonic() - run.started_at - run.paused_seconds
             over_time = running > self.limits.max_seconds
-            if over_time and not control.stopped:
-                control.stop()
+            if over_time and not run.control.stopped:
+                run.control.stop()
                 self._state = State.STOPPING
                 self._message = "Stopping: the time limit for one run was reached."
 
-    def _draw_figure(self, epoch: Record, config: TrainConfig, run_id: int) -> None:
+    def _draw_figure(self, epoch: EpochRecord, run: _Run) -> None:
         """The tutorial's figure up to this epoch, drawn here once for every viewer.
 
         Drawn in the training thread (niced) before the epoch's record is visible, so a tab
         that sees the epoch also gets its figure; matplotlib costs ~100-250 ms a figure,
-        which the server's request handling would otherwise pay once per tab.
+        which the server's request handling would otherwise pay once per tab. The final
+        export replaces it.
         """
         with self._lock:
-            records = [*self._records, epoch]
-        path = self._stem(run_id, config).with_suffix(".png")  # the final export replaces it
-        try:
-            checkpoints.atomic_write_bytes(path, charts.figure_png(records))
-        except OSError as err:
-            log.error("could not draw run %d's figure: %s", run_id, err)
-            return
-        with self._lock:
-            self._figure = path
+            records = [*run.records, epoch]
+        path = run.files.draw_figure(records)
+        if path is not None:
+            with self._lock:
+                run.figure = path
 
-    def _stem(self, run_id: int, config: TrainConfig) -> Path:
-        return self.runs_dir / f"run-{run_id}-{config.model}"
-
-    def _export(self, run_id: int, config: TrainConfig, records: list[Record]) -> dict[str, str]:
-        """The run's metrics as CSV and the tutorial's figure as PNG, next to its checkpoint."""
-        stem = self._stem(run_id, config)
-        exports = {}
-        try:
-            csv_path = stem.with_suffix(".csv")
-            checkpoints.atomic_write_bytes(csv_path, records_csv(records).encode())
-            exports["csv"] = str(csv_path)
-            png = checkpoints.atomic_write_bytes(
-                stem.with_suffix(".png"), charts.figure_png(records)
-            )
-            exports["png"] = str(png)
-        except OSError as err:
-            log.error("could not export run %d: %s", run_id, err)
-        return exports
-
-    def _on_evaluation(self, record: Record, evaluation: Evaluation, run_id: int) -> None:
-        if record["kind"] == "epoch":
+    def _on_evaluation(
+        self, record: EpochRecord | FinalRecord, evaluation: Evaluation, run: _Run, run_id: int
+    ) -> None:
+        if is_kind(record, "epoch"):
             label = f"training run {run_id}, epoch {record['epoch']}"
         else:
             label = f"training run {run_id}, final weights"
         with self._lock:
-            self._evaluation = (label, evaluation)
+            run.evaluation = (label, evaluation)
 
-    def _publish(
-        self, config: TrainConfig, model: nn.Module, label: str, source: Path | None = None
-    ) -> None:
-        self._last_publish = time.monotonic()
+    def _publish(self, run: _Run, model: nn.Module, label: str, source: Path | None = None) -> None:
+        run.last_publish = time.monotonic()
         if self.predictor is not None:
             self.predictor.set_weights(
-                config.model, checkpoints.cpu_state_dict(model), label, source
+                run.config.model, checkpoints.cpu_state_dict(model), label, source
             )
-
-    def _cache_probabilities(self, saved: Path | None) -> None:
-        """Keep the final test pass next to the checkpoint: the per-digit view after a restart."""
-        evaluation = self.evaluation()
-        if saved is None or evaluation is None:
-            return
-        try:
-            checkpoints.save_test_probabilities(saved, evaluation[1].probabilities.numpy())
-        except OSError as err:
-            log.warning("could not cache test probabilities for %s: %s", saved.name, err)
 
 
 def _yield_to_requests() -> None:
@@ -419,7 +380,10 @@ def _yield_to_requests() -> None:
 
 
 def _eta(
-    start: Record | None, step: Record | None, epoch: Record | None, config: TrainConfig | None
+    start: StartRecord | None,
+    step: StepRecord | None,
+    epoch: EpochRecord | None,
+    config: TrainConfig | None,
 ) -> float | None:
     """Seconds left: remaining steps at the measured pace, plus the evaluations to come."""
     if not start or not step or not config or step["step"] == 0:

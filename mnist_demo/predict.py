@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import checkpoints, insight
-from .data import MEAN, STD, normalize
+from .data import to_network_input
 from .sketch import SketchInfo, analyse
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class Predictor:
         model, version = self._current()
         if self.threads:
             torch.set_num_threads(self.threads)  # per calling thread (OpenMP)
-        x = (torch.from_numpy(images).unsqueeze(1) - MEAN) / STD  # (N, 1, 28, 28)
+        x = to_network_input(torch.from_numpy(images))  # (N, 1, 28, 28)
         with torch.inference_mode():
             probabilities = torch.softmax(model(x), dim=1)
         return probabilities.numpy(), version
@@ -139,7 +139,7 @@ class Predictor:
             torch.set_num_threads(self.threads)
         image = np.asarray(image28, dtype=np.float32)
         maps = insight.feature_maps(model, image)  # validates the image
-        x = (torch.from_numpy(image)[None, None] - MEAN) / STD  # (1, 1, 28, 28)
+        x = to_network_input(torch.from_numpy(image)[None])  # (1, 1, 28, 28)
         with torch.inference_mode():
             p = torch.softmax(model(x), dim=1)[0].numpy()
         label = int(p.argmax())
@@ -164,7 +164,7 @@ class Predictor:
         out = np.empty((images.shape[0], 10), np.float32)
         with torch.inference_mode():
             for start in range(0, images.shape[0], batch_size):
-                x = normalize(images[start : start + batch_size].cpu())  # (B, 1, 28, 28)
+                x = to_network_input(images[start : start + batch_size].cpu())  # (B, 1, 28, 28)
                 out[start : start + x.shape[0]] = torch.softmax(model(x), dim=1).numpy()
         return out, version
 

@@ -81,7 +81,7 @@ def from_env(env: dict[str, str] | None = None) -> AppSettings:
     if training == "token" and not token:
         raise SettingsError("MNIST_DEMO_TRAINING=token needs MNIST_DEMO_TOKEN to be set")
     limits = JobLimits(
-        max_epochs=_integer(env, "MNIST_DEMO_MAX_EPOCHS", 200, 1),
+        max_epochs=_integer(env, "MNIST_DEMO_MAX_EPOCHS", JobLimits.max_epochs, 1),
         max_seconds=_number(env, "MNIST_DEMO_MAX_SECONDS", math.inf, 1),
     )
     max_file_size = (env.get("MNIST_DEMO_MAX_FILE_SIZE") or "5mb").strip()

@@ -26,7 +26,7 @@ MIN_SIDE = 8  # below this there is no room for a recognisable digit
 MAX_PIXELS = 40_000_000  # ~160 MB as RGBA uint8; more is an accident or a decompression bomb
 WORK_SIDE = 2048  # bigger images are box-averaged first: the output is only 20 px tall
 MIN_CONTRAST = 0.1  # differences from the background below 10% are paper, noise or JPEG
-NOISE_FLOOR = 0.15  # after normalising, ink under 15% of full strength is haze, not stroke
+NOISE_FLOOR = 0.15  # after stretching, ink under 15% of full strength is haze, not stroke
 # "No digit" tests. They are scale-free on purpose: a 1-px line on a 2000-px canvas covers
 # 0.005% of it, so a minimum inked *area* would reject thin digits on big canvases.
 MIN_BOX_FRACTION = 0.02  # ink box under 2% of the canvas side: a speck (a 10%-tall '1' is 5x that)
@@ -232,7 +232,7 @@ def _evidence(image: ImageInput) -> np.ndarray | None:
     return None
 
 
-def _normalise(dist: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+def _crop_and_stretch_ink(dist: np.ndarray) -> tuple[np.ndarray, int, int] | None:
     """Crop to the ink and scale it so the robust max is 255: faint pencil becomes full ink."""
     mask = dist > int(MIN_CONTRAST * 255)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -380,7 +380,7 @@ def _to_frame(ink: np.ndarray, width: float) -> np.ndarray:
 def analyse(image: ImageInput) -> SketchInfo:
     """Preprocess like MNIST and say why there is no digit, for hints such as "draw bigger"."""
     evidence = _evidence(image)
-    found = None if evidence is None else _normalise(evidence)
+    found = None if evidence is None else _crop_and_stretch_ink(evidence)
     if found is None:
         return SketchInfo(None, "empty")
     big_h, big_w = evidence.shape
@@ -417,7 +417,7 @@ def ink_mask(image: ImageInput) -> np.ndarray:
     if evidence is None:
         raise SketchError("no image in the sketch value")
     out = np.zeros(evidence.shape, np.float32)
-    found = _normalise(evidence)
+    found = _crop_and_stretch_ink(evidence)
     if found is not None:
         ink, top, left = found
         out[top : top + ink.shape[0], left : left + ink.shape[1]] = ink / np.float32(255)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoints
-from .data import IMAGE_SIDE, MEAN, NUM_CLASSES, STD, Split
+from .data import IMAGE_SIDE, NUM_CLASSES, Split, random_shift, to_network_input
 from .insight import check_image28
 from .training import evaluate, layout_batch
 
@@ -130,24 +130,9 @@ class FineTuneResult:
         return text
 
 
-def shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift each float (B, 28, 28) image by up to `max_shift` px in x and y, zero-filled.
-
-    Like training.random_shift, but for floats and drawing from `generator`, so a fine-tune
-    never touches the process-wide random state the training thread relies on.
-    """
-    b, m = images.shape[0], max_shift
-    padded = F.pad(images, (m, m, m, m))
-    dy = torch.randint(0, 2 * m + 1, (b, 1, 1), generator=generator)
-    dx = torch.randint(0, 2 * m + 1, (b, 1, 1), generator=generator)
-    ar = torch.arange(IMAGE_SIDE)
-    rows, cols = ar.view(1, -1, 1) + dy, ar.view(1, 1, -1) + dx  # (B, 28, 1), (B, 1, 28)
-    return padded[torch.arange(b).view(-1, 1, 1), rows, cols]
-
-
 @torch.inference_mode()
 def _probabilities(model: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
-    return torch.softmax(model(((images - MEAN) / STD).unsqueeze(1)), dim=1).numpy()
+    return torch.softmax(model(to_network_input(images)), dim=1).numpy()
 
 
 def _train_mode(model: torch.nn.Module) -> None:
@@ -220,11 +205,11 @@ def fine_tune(
             picked = torch.randint(len(contrast), (n_contrast,), generator=generator)
             idx = torch.cat([idx, contrast[picked]])
         x = torch.cat(
-            [train_images[idx].float() / 255.0, shift(images[pick], MAX_SHIFT, generator)]
+            [train_images[idx].float() / 255.0, random_shift(images[pick], MAX_SHIFT, generator)]
         )
         y = torch.cat([train_labels[idx], labels[pick]])
         # channels_last: oneDNN's fast CPU layout (the improved model steps ~2x faster)
-        x = layout_batch(((x - MEAN) / STD).unsqueeze(1), torch.channels_last)
+        x = layout_batch(to_network_input(x), torch.channels_last)
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -20,19 +20,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoints, insight
-from .data import IMAGE_SIDE, Split, load_split, normalize
+from . import checkpoints, data, insight
+from .data import IMAGE_SIDE, Split, random_shift, to_network_input
 from .models import MODELS, build_model
+from .records import EpochRecord, FinalRecord, Record, StartRecord, StepRecord, of_kind
 
 log = logging.getLogger(__name__)
-
-Record = dict[str, Any]
 
 # Sanity limits: beyond these a value is a typo or abuse, not a setting.
 MAX_EPOCHS = 200
@@ -249,23 +248,6 @@ class TrainResult:
     stopped: bool = False
 
 
-@functools.lru_cache(maxsize=2)
-def load_mnist(data_dir: str | None = None) -> tuple[Split, Split]:
-    """Train and test splits on the CPU, parsed once per process and data directory."""
-    return load_split("train", data_dir), load_split("test", data_dir)
-
-
-def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """Shift each uint8 (B, 28, 28) image by up to `max_shift` px in x and y, zero-filled."""
-    b, m = images.shape[0], max_shift
-    padded = F.pad(images, (m, m, m, m))
-    dy = torch.randint(0, 2 * m + 1, (b, 1, 1), device=images.device)
-    dx = torch.randint(0, 2 * m + 1, (b, 1, 1), device=images.device)
-    ar = torch.arange(IMAGE_SIDE, device=images.device)
-    rows, cols = ar.view(1, -1, 1) + dy, ar.view(1, 1, -1) + dx  # (B, 28, 1), (B, 1, 28)
-    return padded[torch.arange(b, device=images.device).view(-1, 1, 1), rows, cols]
-
-
 def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
     """Learning rate for `step`: constant, or one-cycle (linear warm-up over 20%, cosine down)."""
     if config.schedule == "constant":
@@ -310,7 +292,7 @@ def test_pass(model: nn.Module, split: Split, batch_size: int = EVAL_BATCH) -> E
     loss_sum = torch.zeros((), device=device)
     probabilities = []
     for start in range(0, len(split), batch_size):
-        x = normalize(split.images[start : start + batch_size].to(device))
+        x = to_network_input(split.images[start : start + batch_size].to(device))
         y = split.labels[start : start + batch_size].to(device)
         logits = model(layout_batch(x, memory_format))
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
@@ -371,6 +353,22 @@ def _losses(
         return loss, F.cross_entropy(logits, y, reduction=reduction)
 
 
+class Step(Protocol):
+    """What the loop needs of a step, however it runs (eager, CPU replicas, adaptive, graphed)."""
+
+    optimizer: torch.optim.Optimizer  # whose learning rate the schedule sets before each step
+    stats: torch.Tensor  # [sum of per-image loss, correct predictions] since the last read
+
+    def __call__(self, idx: torch.Tensor) -> None:
+        """One optimiser step on the training images at `idx`."""
+
+    def record_fields(self) -> dict[str, str]:
+        """Extra fields for a StepRecord (the adaptive step names the mode it is using)."""
+
+    def close(self) -> None:
+        """Release worker threads, if any."""
+
+
 class _Step:
     """One optimiser step on a batch chosen by index; accumulates stats on the device."""
 
@@ -385,7 +383,7 @@ class _Step:
         images = self.train.images[idx]
         if self.config.augment:
             images = random_shift(images, self.config.augment)
-        return layout_batch(normalize(images), self.memory_format), self.train.labels[idx]
+        return layout_batch(to_network_input(images), self.memory_format), self.train.labels[idx]
 
     def __call__(self, idx: torch.Tensor) -> None:
         x, y = self.batch(idx)  # (B, 1, 28, 28), (B,)
@@ -397,6 +395,9 @@ class _Step:
         with torch.no_grad():
             self.stats[0] += plain * y.numel()
             self.stats[1] += (logits.argmax(1) == y).sum()
+
+    def record_fields(self) -> dict[str, str]:
+        return {}
 
     def close(self) -> None:
         pass
@@ -513,6 +514,9 @@ class _AdaptiveStep:
         self._last = mode
         self._calls += 1
 
+    def record_fields(self) -> dict[str, str]:
+        return {"parallel": self.current}
+
     def close(self) -> None:
         for step in self.modes.values():
             step.close()
@@ -545,6 +549,7 @@ class _GraphedStep:
 
     def __init__(self, step: _Step, batch_size: int, device: torch.device):
         self.step = step
+        self.optimizer, self.stats = step.optimizer, step.stats  # the graph updates these
         self.idx = torch.zeros(batch_size, dtype=torch.long, device=device)
         side = torch.cuda.Stream(device)  # warm-up off the default stream, as capture requires
         side.wait_stream(torch.cuda.current_stream(device))
@@ -559,6 +564,9 @@ class _GraphedStep:
         self.idx.copy_(idx)
         self.graph.replay()
 
+    def record_fields(self) -> dict[str, str]:
+        return {}
+
     def close(self) -> None:
         pass
 
@@ -571,7 +579,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
-def _build_step(model, train, config, device, batch_size) -> tuple[Callable, str]:
+def _build_step(model, train, config, device, batch_size) -> tuple[Step, str]:
     """The fastest step this device allows: graphed on CUDA, eager otherwise or on failure."""
     graphed = device.type == "cuda" and config.cuda_graph
     betas = (config.beta1, config.beta2)
@@ -600,23 +608,43 @@ def _build_step(model, train, config, device, batch_size) -> tuple[Callable, str
     return _AdaptiveStep(single, replicated), f"eager, {workers} threads or replicas (auto)"
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How a run's steps divide: fixed before the first step."""
+
+    images: int  # in the training split
+    batch_size: int
+    steps_per_epoch: int  # the last partial batch is dropped (shapes stay static)
+    total_steps: int  # a fractional last epoch ends early; it is still tested and recorded
+
+    @classmethod
+    def of(cls, config: TrainConfig, n: int) -> _Plan:
+        batch_size = min(config.batch_size, n)
+        steps_per_epoch = n // batch_size
+        total_steps = max(1, round(steps_per_epoch * config.epochs))
+        if config.max_steps:
+            total_steps = min(total_steps, config.max_steps)
+        return cls(n, batch_size, steps_per_epoch, total_steps)
+
+
 def train(
     config: TrainConfig,
     *,
     model: nn.Module | None = None,
     control: Control | None = None,
     on_record: Callable[[Record, nn.Module], None] | None = None,
-    on_evaluation: Callable[[Record, Evaluation], None] | None = None,
+    on_evaluation: Callable[[EpochRecord | FinalRecord, Evaluation], None] | None = None,
     test_first: bool = False,
 ) -> TrainResult:
     """Train `config.model` (or `model`) and report progress through `on_record`.
 
     `on_record(record, model)` runs in the training thread between steps, so it may copy the
-    weights safely. Records have `kind` "start", "step" (every `log_every` steps) or "epoch".
-    `on_evaluation(epoch_record, evaluation)` gets each epoch's test pass with every image's
-    probabilities, before the epoch record is published. `test_first` also tests the weights
-    before any step and puts that accuracy in the start record: a live chart's test line then
-    starts at chance level instead of being a lone point after the first epoch.
+    weights safely. Records (see records.py) are a StartRecord, StepRecords (every `log_every`
+    steps) and an EpochRecord per epoch. `on_evaluation(epoch_record, evaluation)` gets each
+    epoch's test pass with every image's probabilities, before the epoch record is published.
+    `test_first` also tests the weights before any step and puts that accuracy in the start
+    record: a live chart's test line then starts at chance level instead of being a lone point
+    after the first epoch.
     """
     config.validate()
     device = resolve_device(config.device)
@@ -627,125 +655,43 @@ def train(
     torch.manual_seed(config.seed)
     model = model if model is not None else build_model(config.model)
     model = model.to(device).to(memory_format=_memory_format(device)).train()
-    train_cpu, test_cpu = load_mnist(config.data_dir)
+    train_cpu, test_cpu = data.load_mnist(config.data_dir)
     train_split, test_split = train_cpu.to(device), test_cpu.to(device)
-
-    n = len(train_split)
-    batch_size = min(config.batch_size, n)
-    steps_per_epoch = n // batch_size  # the last partial batch is dropped (shapes stay static)
-    # A fractional last epoch ends early; it is still tested and recorded as an epoch.
-    total_steps = max(1, round(steps_per_epoch * config.epochs))
-    if config.max_steps:
-        total_steps = min(total_steps, config.max_steps)
+    plan = _Plan.of(config, len(train_split))
     untrained = test_pass(model, test_split) if test_first else None  # draws no random numbers
-    step_fn, mode = _build_step(model, train_split, config, device, batch_size)
-    optimizer = (step_fn.step if isinstance(step_fn, _GraphedStep) else step_fn).optimizer
-    stats = (step_fn.step if isinstance(step_fn, _GraphedStep) else step_fn).stats
-
+    step_fn, mode = _build_step(model, train_split, config, device, plan.batch_size)
     result = TrainResult(model=model, config=config, device=device_label(device))
-
-    def parallel_now() -> Record:  # which CPU mode the adaptive step is using
-        return {"parallel": step_fn.current} if isinstance(step_fn, _AdaptiveStep) else {}
-
     emit = on_record or (lambda record, model: None)
 
     def publish(record: Record) -> None:
         result.history.append(record)
         emit(record, model)
 
-    start = dict(
+    start = StartRecord(
         kind="start",
         device=result.device,
         mode=mode,
-        total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch,
+        total_steps=plan.total_steps,
+        steps_per_epoch=plan.steps_per_epoch,
         config=asdict(config),
     )
     if untrained is not None:
         start.update(test_accuracy=untrained.accuracy, test_loss=untrained.loss)
     publish(start)
+    evaluated_at = 0
     try:
-        step = evaluated_at = 0
         for epoch in range(1, math.ceil(config.epochs) + 1):
-            if step >= total_steps or control.stopped:
+            if result.steps >= plan.total_steps or control.stopped:
                 break
-            perm = torch.randperm(n, device=device)
-            epoch_sums = [0.0, 0.0, 0.0]  # loss sum, correct, images
-            window_start = time.perf_counter()
-            window_images = 0
-            epoch_train_seconds = 0.0
-            for i in range(steps_per_epoch):
-                if step >= total_steps:
-                    break
-                paused_for = control.wait_while_paused()
-                window_start += paused_for
-                if control.stopped:
-                    break
-                _set_lr(optimizer, lr_at(config, step, total_steps))
-                step_fn(perm[i * batch_size : (i + 1) * batch_size])
-                step += 1
-                window_images += batch_size
-                waited = time.perf_counter() - window_start
-                if (
-                    (config.log_seconds and waited >= config.log_seconds)
-                    or step % config.log_every == 0
-                    or i == steps_per_epoch - 1
-                    or step == total_steps
-                ):
-                    loss_sum, correct = stats.tolist()  # the one host sync per window
-                    stats.zero_()
-                    seen = window_images
-                    now = time.perf_counter()
-                    window_seconds = now - window_start
-                    epoch_train_seconds += window_seconds
-                    result.train_seconds += window_seconds
-                    epoch_sums = [
-                        a + b for a, b in zip(epoch_sums, (loss_sum, correct, seen), strict=True)
-                    ]
-                    publish(
-                        dict(
-                            kind="step",
-                            epoch=epoch,
-                            step=step,
-                            epoch_progress=(i + 1) / steps_per_epoch,
-                            loss=loss_sum / max(seen, 1),
-                            train_accuracy=100 * correct / max(seen, 1),
-                            lr=lr_at(config, step - 1, total_steps),
-                            samples_per_second=window_images / max(window_seconds, 1e-9),
-                            train_seconds=result.train_seconds,
-                            **parallel_now(),
-                        )
-                    )
-                    window_start, window_images = time.perf_counter(), 0
-            result.steps = step
-            if control.stopped or epoch_sums[2] == 0:
+            sums = _train_epoch(epoch, device, step_fn, plan, config, control, result, publish)
+            if control.stopped or sums.images == 0:
                 break
             eval_start = time.perf_counter()
             evaluation = test_pass(model, test_split)
-            test_accuracy = evaluation.accuracy
-            matrix = insight.confusion_matrix(test_split.labels, evaluation.predictions)
             model.train()
-            result.epochs_completed = epoch
-            result.test_accuracy = test_accuracy
-            evaluated_at = step
-            record = dict(
-                kind="epoch",
-                epoch=epoch,
-                step=step,
-                epochs_done=round(step / steps_per_epoch, 3),  # < epoch after a partial one
-                train_loss=epoch_sums[0] / epoch_sums[2],
-                train_accuracy=100 * epoch_sums[1] / epoch_sums[2],
-                test_accuracy=test_accuracy,
-                test_loss=evaluation.loss,
-                per_class_accuracy=[
-                    None if math.isnan(a) else round(float(a), 2)
-                    for a in insight.per_class_accuracy(matrix)
-                ],
-                confusion=matrix.tolist(),
-                epoch_seconds=epoch_train_seconds,
-                eval_seconds=time.perf_counter() - eval_start,
-                train_seconds=result.train_seconds,
-            )
+            result.epochs_completed, result.test_accuracy = epoch, evaluation.accuracy
+            evaluated_at = result.steps
+            record = _epoch_record(epoch, result, plan, sums, evaluation, test_split, eval_start)
             if on_evaluation is not None:
                 on_evaluation(record, evaluation)
             publish(record)
@@ -758,10 +704,114 @@ def train(
         evaluation = test_pass(model, test_split)
         result.test_accuracy = evaluation.accuracy
         if on_evaluation is not None:
-            final = dict(kind="final", epoch=result.epochs_completed, step=result.steps)
-            on_evaluation({**final, "test_accuracy": evaluation.accuracy}, evaluation)
+            final = FinalRecord(
+                kind="final",
+                epoch=result.epochs_completed,
+                step=result.steps,
+                test_accuracy=evaluation.accuracy,
+            )
+            on_evaluation(final, evaluation)
     model.eval()
     return result
+
+
+@dataclass
+class _EpochSums:
+    """Plain loss, correct answers and images over an epoch's steps (host numbers)."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    images: int = 0
+    train_seconds: float = 0.0
+
+
+def _train_epoch(
+    epoch: int,
+    device: torch.device,
+    step_fn: Step,
+    plan: _Plan,
+    config: TrainConfig,
+    control: Control,
+    result: TrainResult,
+    publish: Callable[[Record], None],
+) -> _EpochSums:
+    """One epoch's steps, in a fresh order, publishing a StepRecord at each log point."""
+    perm = torch.randperm(plan.images, device=device)
+    sums = _EpochSums()
+    window_start = time.perf_counter()
+    window_images = 0
+    for i in range(plan.steps_per_epoch):
+        if result.steps >= plan.total_steps:
+            break
+        window_start += control.wait_while_paused()
+        if control.stopped:
+            break
+        _set_lr(step_fn.optimizer, lr_at(config, result.steps, plan.total_steps))
+        step_fn(perm[i * plan.batch_size : (i + 1) * plan.batch_size])
+        result.steps += 1
+        window_images += plan.batch_size
+        waited = time.perf_counter() - window_start
+        if (
+            (config.log_seconds and waited >= config.log_seconds)
+            or result.steps % config.log_every == 0
+            or i == plan.steps_per_epoch - 1
+            or result.steps == plan.total_steps
+        ):
+            loss_sum, correct = step_fn.stats.tolist()  # the one host sync per window
+            step_fn.stats.zero_()
+            window_seconds = time.perf_counter() - window_start
+            sums.train_seconds += window_seconds
+            result.train_seconds += window_seconds
+            sums.loss += loss_sum
+            sums.correct += correct
+            sums.images += window_images
+            seen = max(window_images, 1)
+            publish(
+                StepRecord(
+                    kind="step",
+                    epoch=epoch,
+                    step=result.steps,
+                    epoch_progress=(i + 1) / plan.steps_per_epoch,
+                    loss=loss_sum / seen,
+                    train_accuracy=100 * correct / seen,
+                    lr=lr_at(config, result.steps - 1, plan.total_steps),
+                    samples_per_second=window_images / max(window_seconds, 1e-9),
+                    train_seconds=result.train_seconds,
+                    **step_fn.record_fields(),
+                )
+            )
+            window_start, window_images = time.perf_counter(), 0
+    return sums
+
+
+def _epoch_record(
+    epoch: int,
+    result: TrainResult,
+    plan: _Plan,
+    sums: _EpochSums,
+    evaluation: Evaluation,
+    test_split: Split,
+    eval_start: float,
+) -> EpochRecord:
+    matrix = insight.confusion_matrix(test_split.labels, evaluation.predictions)
+    return EpochRecord(
+        kind="epoch",
+        epoch=epoch,
+        step=result.steps,
+        epochs_done=round(result.steps / plan.steps_per_epoch, 3),  # < epoch after a partial one
+        train_loss=sums.loss / sums.images,
+        train_accuracy=100 * sums.correct / sums.images,
+        test_accuracy=evaluation.accuracy,
+        test_loss=evaluation.loss,
+        per_class_accuracy=[
+            None if math.isnan(a) else round(float(a), 2)
+            for a in insight.per_class_accuracy(matrix)
+        ],
+        confusion=matrix.tolist(),
+        epoch_seconds=sums.train_seconds,
+        eval_seconds=time.perf_counter() - eval_start,
+        train_seconds=result.train_seconds,
+    )
 
 
 def save_result(path: Path | str, result: TrainResult) -> Path:
@@ -775,5 +825,5 @@ def save_result(path: Path | str, result: TrainResult) -> Path:
         test_accuracy=result.test_accuracy,
         device=result.device,
         train_seconds=round(result.train_seconds, 3),
-        history=[r for r in result.history if r["kind"] == "epoch"],
+        history=of_kind(result.history, "epoch"),
     )

@@ -20,11 +20,13 @@ from PIL import Image, ImageDraw
 from . import charts
 from .drawpad import BRUSH, SIDE, drawpad
 from .job import ACTIVE, Snapshot, TrainingJob
+from .models import MODELS
 from .predict import Prediction, Predictor
+from .records import count
 from .settings import AppSettings
 from .sketch import ImageInput, SketchError, decode_data_url
 from .teach import PersonalSet
-from .training import ConfigError, available_devices, config_from_preset
+from .training import SCHEDULES, ConfigError, available_devices, config_from_preset
 from .ui_explore import ANY, CONFUSION_COLUMNS, DIGIT_CHOICES, Explorer
 
 log = logging.getLogger(__name__)
@@ -240,7 +242,7 @@ class Dashboard:
             snap.message,
             snap.n_history,
             self.predictor.version.number,
-            sum(r["kind"] == "epoch" for r in records),
+            count(records, "epoch"),
         )
         seen = TickKey(*seen) if seen is not None and len(seen) == len(key) else None
         if seen == key:
@@ -554,9 +556,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                         preset_fast = gr.Button("Fast (default)", size="sm", min_width=60)
                         preset_tutorial = gr.Button("Tutorial settings", size="sm", min_width=60)
                         preset_improved = gr.Button("Improved model", size="sm", min_width=60)
-                    model = gr.Dropdown(
-                        ["tutorial", "improved"], value=defaults.model, label="Model"
-                    )
+                    model = gr.Dropdown(list(MODELS), value=defaults.model, label="Model")
                     epochs = gr.Slider(
                         0.25,
                         min(50, settings.limits.max_epochs),
@@ -578,7 +578,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
                         )
                     with gr.Accordion("More settings", open=False):
                         schedule = gr.Radio(
-                            ["onecycle", "constant"], value=defaults.schedule, label="Schedule"
+                            list(SCHEDULES), value=defaults.schedule, label="Schedule"
                         )
                         augment = gr.Slider(
                             0,

@@ -18,10 +18,11 @@ import pandas as pd
 
 from . import charts, checkpoints, insight, teach
 from .checkpoints import Checkpoint
+from .data import load_mnist
 from .job import ACTIVE, Snapshot, TrainingJob
 from .predict import Prediction, Predictor, WeightsVersion
+from .records import epoch_position
 from .settings import AppSettings
-from .training import load_mnist
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class Explorer:
         step = self.job.latest_step()
         if prediction.probabilities is None or step is None:
             return gr.skip(), gr.skip()
-        x = round(step["epoch"] - 1 + step["epoch_progress"], 3)
+        x = round(epoch_position(step), 3)
         points = [*(spark or []), (x, [float(p) for p in prediction.probabilities])][-SPARK_POINTS:]
         digit = prediction.label
         frame = pd.DataFrame(

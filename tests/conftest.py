@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from mnist_demo import checkpoints, training
+from mnist_demo import checkpoints, data, training
 from mnist_demo.data import Split
 from mnist_demo.training import TrainConfig, TrainResult
 
@@ -53,7 +53,7 @@ def make_config() -> Callable[..., TrainConfig]:
 @pytest.fixture(scope="session")
 def mnist() -> tuple[Split, Split]:
     """The real bundled train and test splits (parsed once per process)."""
-    return training.load_mnist()
+    return data.load_mnist()
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def tiny_mnist(mnist: tuple[Split, Split], monkeypatch: pytest.MonkeyPatch) -> t
         Split(train_split.images[:TINY_TRAIN], train_split.labels[:TINY_TRAIN]),
         Split(test_split.images[:TINY_TEST], test_split.labels[:TINY_TEST]),
     )
-    monkeypatch.setattr(training, "load_mnist", lambda data_dir=None: tiny)
+    monkeypatch.setattr(data, "load_mnist", lambda data_dir=None: tiny)
     return tiny
 
 

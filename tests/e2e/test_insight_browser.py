@@ -7,7 +7,7 @@ import pytest
 from pages import DESKTOP, LABEL_JS, draw_and_read, open_app
 
 from mnist_demo import checkpoints
-from mnist_demo.training import load_mnist
+from mnist_demo.data import load_mnist
 
 pytestmark = pytest.mark.e2e
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mnist_demo.records import of_kind
 from mnist_demo.training import config_from_preset, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -16,7 +17,7 @@ def _losses(cuda_graph: bool, **overrides) -> list[float]:
     )
     result = train(config)
     assert result.history[0]["mode"] == ("cuda-graph" if cuda_graph else "eager")
-    return [r["loss"] for r in result.history if r["kind"] == "step"]
+    return [r["loss"] for r in of_kind(result.history, "step")]
 
 
 @pytest.mark.parametrize("overrides", [{}, {"model": "improved", "augment": 2}])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_demo.data import BUNDLED_DIR, DataError, load_split, normalize, parse_idx
+from mnist_demo.data import BUNDLED_DIR, DataError, load_split, parse_idx, to_network_input
 
 TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -185,7 +185,7 @@ def test_normalize_maps_pixels_to_minus_one_one_with_a_channel_axis():
     images[:, 1, 1] = 128
     before = images.clone()
 
-    x = normalize(images)
+    x = to_network_input(images)
 
     assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32
     assert torch.all(x[:, 0, 0, 0] == 1.0)

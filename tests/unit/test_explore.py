@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 
 from mnist_demo import checkpoints
+from mnist_demo.data import load_mnist
 from mnist_demo.job import TrainingJob
 from mnist_demo.predict import Predictor
 from mnist_demo.settings import AppSettings
 from mnist_demo.teach import PersonalSet
-from mnist_demo.training import config_from_preset, load_mnist
+from mnist_demo.training import config_from_preset
 from mnist_demo.ui_explore import Explorer, confusion_frame
 
 SHIPPED = checkpoints.shipped("tutorial")

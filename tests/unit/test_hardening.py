@@ -31,6 +31,7 @@ from mnist_demo import job as job_module
 from mnist_demo.job import JobLimits, TrainingJob
 from mnist_demo.models import build_model
 from mnist_demo.predict import Predictor
+from mnist_demo.records import StartRecord, StepRecord
 from mnist_demo.settings import AppSettings, SettingsError, from_env
 from mnist_demo.training import Control, TrainResult
 from mnist_demo.ui import IDLE_TICK, NO_DIGIT, TICK_OUTPUTS, Dashboard, TickKey
@@ -98,7 +99,7 @@ def fake(monkeypatch):
         settings.calls += 1
         total = settings.steps
         on_record(
-            dict(
+            StartRecord(
                 kind="start",
                 device="cpu (fake)",
                 mode="fake",
@@ -116,7 +117,7 @@ def fake(monkeypatch):
             control.woken.wait(settings.step_seconds)  # the step's "work"; a stop cuts it short
             done = step
             on_record(
-                dict(
+                StepRecord(
                     kind="step",
                     epoch=1,
                     step=step,

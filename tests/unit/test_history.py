@@ -16,12 +16,13 @@ from PIL import Image
 
 from mnist_demo import charts
 from mnist_demo.history import CSV_COLUMNS, RunHistory, RunSummary, records_csv, summarise
+from mnist_demo.records import StepRecord
 
 CONFIG = dict(model="tutorial", epochs=3, batch_size=256, lr=0.01, seed=0)
 
 
-def step(epoch: int, step_: int, seconds: float) -> dict:
-    return dict(
+def step(epoch: int, step_: int, seconds: float) -> StepRecord:
+    return StepRecord(
         kind="step",
         epoch=epoch,
         step=step_,

@@ -19,12 +19,13 @@ import pytest
 import torch
 from support import WatchedControl
 
-from mnist_demo import checkpoints
+from mnist_demo import charts, checkpoints
 from mnist_demo import job as job_module
 from mnist_demo.checkpoints import Checkpoint
 from mnist_demo.job import JobLimits, State, TrainingJob
 from mnist_demo.models import build_model
 from mnist_demo.predict import Predictor
+from mnist_demo.records import count, is_kind, of_kind
 from mnist_demo.training import ConfigError, TrainConfig, train
 
 BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
@@ -65,7 +66,7 @@ def gates(monkeypatch: pytest.MonkeyPatch) -> Gates:
         def record(r, model):
             on_record(r, model)
             for gate in gates.all:
-                if r["kind"] == "step" and r["step"] == gate.step:
+                if is_kind(r, "step") and r["step"] == gate.step:
                     gate.reached.set()
                     gate.release.wait(BOUND)
 
@@ -114,7 +115,7 @@ def training_threads() -> list[threading.Thread]:
 
 
 def steps(records) -> list[int]:
-    return [r["step"] for r in records if r["kind"] == "step"]
+    return [r["step"] for r in of_kind(records, "step")]
 
 
 def finish(job: TrainingJob) -> None:
@@ -388,14 +389,14 @@ def test_each_epoch_draws_the_figure_once_before_its_record_is_visible(
 ):
     """Every tab shows the job's PNG; a tab that sees an epoch already gets its figure."""
     drawn: list[tuple[int, int]] = []  # (epochs drawn, epochs visible to viewers) per call
-    figure_png = job_module.charts.figure_png
+    figure_png = charts.figure_png  # the run's files are drawn through it (runfiles.py)
 
     def watched(records):
-        visible = [r for r in job.snapshot().records if r["kind"] == "epoch"]
-        drawn.append((sum(r["kind"] == "epoch" for r in records), len(visible)))
+        visible = of_kind(job.snapshot().records, "epoch")
+        drawn.append((count(records, "epoch"), len(visible)))
         return figure_png(records)
 
-    monkeypatch.setattr(job_module.charts, "figure_png", watched)
+    monkeypatch.setattr(charts, "figure_png", watched)
     job.start(make_config(epochs=2, batch_size=256))
     finish(job)
 
@@ -422,13 +423,13 @@ def test_max_steps_mid_epoch_still_evaluates_and_saves(job, make_config):
 
 def test_a_job_repeats_the_numbers_of_train_for_the_same_seed(job, make_config):
     config = make_config(epochs=1, batch_size=64, log_every=1, max_steps=5, seed=7)
-    direct = [r["loss"] for r in train(config).history if r["kind"] == "step"]
+    direct = [r["loss"] for r in of_kind(train(config).history, "step")]
 
     runs = []
     for _ in range(2):
         job.start(config)
         finish(job)
-        runs.append([r["loss"] for r in job.snapshot().records if r["kind"] == "step"])
+        runs.append([r["loss"] for r in of_kind(job.snapshot().records, "step")])
 
     assert runs[0] == runs[1] == direct
     assert "test_accuracy" in job.snapshot().records[0], "the app's chart starts at chance"

@@ -10,7 +10,7 @@ import torch
 
 from mnist_demo import checkpoints
 from mnist_demo.checkpoints import Checkpoint, CheckpointError
-from mnist_demo.data import normalize
+from mnist_demo.data import to_network_input
 from mnist_demo.models import build_model
 from mnist_demo.predict import Predictor
 
@@ -74,7 +74,7 @@ def test_predictor_reads_real_digits_as_the_training_loop_does(trained_tutorial,
 
     model = Checkpoint("tutorial", state).build()
     with torch.no_grad():
-        expected = torch.softmax(model(normalize(images_u8)), dim=1).numpy()
+        expected = torch.softmax(model(to_network_input(images_u8)), dim=1).numpy()
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     accuracy = 100 * np.mean(probabilities.argmax(1) == test.labels[:500].numpy())
     assert accuracy >= 90.0  # the trained model scores 95%+ through the training loop

@@ -17,15 +17,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from mnist_demo import training
-from mnist_demo.data import Split, normalize
+from mnist_demo.data import Split, random_shift, to_network_input
 from mnist_demo.models import build_model
+from mnist_demo.records import is_kind, of_kind
 from mnist_demo.training import (
     ConfigError,
     Control,
     TrainConfig,
     config_from_preset,
     lr_at,
-    random_shift,
     resolve_device,
     train,
 )
@@ -176,7 +176,7 @@ def kinds(result) -> list[str]:
 
 
 def step_records(result) -> list[dict]:
-    return [r for r in result.history if r["kind"] == "step"]
+    return of_kind(result.history, "step")
 
 
 def test_records_start_steps_and_one_epoch_record_per_completed_epoch(tiny_mnist, make_config):
@@ -199,7 +199,7 @@ def test_records_start_steps_and_one_epoch_record_per_completed_epoch(tiny_mnist
         assert math.isfinite(record["loss"]) and record["loss"] > 0
         assert 0 <= record["train_accuracy"] <= 100
         assert record["lr"] > 0 and record["samples_per_second"] > 0
-    epochs = [r for r in result.history if r["kind"] == "epoch"]
+    epochs = of_kind(result.history, "epoch")
     assert [(r["epoch"], r["step"]) for r in epochs] == [(1, 10), (2, 20)]
     assert (result.epochs_completed, result.steps, result.stopped) == (2, 20, False)
     assert result.test_accuracy == epochs[-1]["test_accuracy"]
@@ -214,7 +214,7 @@ def test_test_first_records_the_untrained_accuracy_and_changes_nothing_else(
 
     assert "test_accuracy" not in plain.history[0]
     assert 0 <= first.history[0]["test_accuracy"] <= 30, "untrained: about chance level"
-    losses = [[r["loss"] for r in run.history if r["kind"] == "step"] for run in (plain, first)]
+    losses = [[r["loss"] for r in of_kind(run.history, "step")] for run in (plain, first)]
     assert losses[0] == losses[1], "the extra test pass draws no random numbers"
 
 
@@ -257,7 +257,7 @@ def run_in_thread(config, control, pause_at: int):
     out: dict = {}
 
     def on_record(record, model):
-        if record["kind"] == "step" and record["step"] == pause_at:
+        if is_kind(record, "step") and record["step"] == pause_at:
             control.pause()
 
     def target():
@@ -304,7 +304,7 @@ def test_stop_from_a_record_callback_ends_at_the_next_step(tiny_mnist, make_conf
     control = Control()
 
     def on_record(record, model):
-        if record["kind"] == "step" and record["step"] == 4:
+        if is_kind(record, "step") and record["step"] == 4:
             control.stop()
 
     result = train(make_config(batch_size=64, log_every=2), control=control, on_record=on_record)
@@ -337,7 +337,7 @@ def test_a_stop_after_an_epoch_reports_the_accuracy_of_the_weights_kept(
     steps = []
 
     def on_record(record, model):
-        if record["kind"] == "step":
+        if is_kind(record, "step"):
             steps.append(record["step"])
             if record["epoch"] == 2:
                 control.stop()
@@ -356,7 +356,7 @@ def test_label_smoothing_changes_the_update_but_the_reported_loss_stays_plain(
 ):
     train_split = mnist[0]
     idx = torch.arange(256)
-    x = normalize(train_split.images[idx])  # (B, 1, 28, 28)
+    x = to_network_input(train_split.images[idx])  # (B, 1, 28, 28)
     with torch.no_grad():
         plain = F.cross_entropy(trained_tutorial.model(x), train_split.labels[idx]).item()
         smoothed = F.cross_entropy(
@@ -382,7 +382,7 @@ def test_cpu_replicas_train_like_one_model(tiny_mnist, make_config):
     def losses(threads: int, parallel: str) -> tuple[str, list[float]]:
         config = make_config(threads=threads, cpu_parallel=parallel, max_steps=8, log_every=2)
         result = training.train(config)
-        return result.history[0]["mode"], [r["loss"] for r in result.history if r["kind"] == "step"]
+        return result.history[0]["mode"], [r["loss"] for r in of_kind(result.history, "step")]
 
     mode_one, one = losses(1, "replicas")
     mode_two, two = losses(2, "replicas")
@@ -396,11 +396,11 @@ def test_cpu_replicas_train_like_one_model(tiny_mnist, make_config):
 def test_auto_parallel_trains_like_one_model_and_says_which_mode_ran(tiny_mnist, make_config):
     config = make_config(threads=2, max_steps=30, log_every=3, batch_size=64)
     result = training.train(config)
-    steps = [r for r in result.history if r["kind"] == "step"]
+    steps = of_kind(result.history, "step")
     assert result.history[0]["mode"] == "eager, 2 threads or replicas (auto)"
     assert {r["parallel"] for r in steps} <= {"threads", "replicas"}
     one = training.train(make_config(threads=1, max_steps=30, log_every=3, batch_size=64))
-    reference = [r["loss"] for r in one.history if r["kind"] == "step"]
+    reference = [r["loss"] for r in of_kind(one.history, "step")]
     assert [r["loss"] for r in steps] == pytest.approx(reference, rel=5e-3)
 
 
