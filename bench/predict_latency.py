@@ -32,12 +32,14 @@ import numpy as np
 import torch
 from _env import print_header
 from PIL import Image
-from robustness_set import draw_strokes, paint
 
-from mnist_demo import checkpoints
-from mnist_demo.data import load_split
-from mnist_demo.predict import Predictor
-from mnist_demo.sketch import analyse, decode_data_url
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from redrawn import draw_strokes, paint  # noqa: E402
+
+from mnist_demo import checkpoints  # noqa: E402
+from mnist_demo.data import load_split  # noqa: E402
+from mnist_demo.predict import Predictor  # noqa: E402
+from mnist_demo.sketch import analyse, decode_data_url  # noqa: E402
 
 SIDE = 800  # the sketchpad's canvas, px
 FILE_SIDE = 280  # PNG files: MNIST digits enlarged 10x, as someone would save a drawing

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .data import IMAGE_SIDE, NUM_CLASSES, to_network_input
@@ -249,19 +250,19 @@ def tile_maps(maps: np.ndarray, columns: int = 8, scale: int = 4, pad: int = 1) 
     span = maps.max(axis=(1, 2), keepdims=True) - low
     scaled = np.zeros_like(maps)
     np.divide(maps - low, span, out=scaled, where=span > 0)  # constant maps stay 0
-    tiles = np.round(255.0 * scaled).astype(np.uint8)
+    # torchvision's make_grid lays the tiles out: same pixels as our former loop, and 1.6 vs
+    # 2.5 ms (16 maps) and 2.2 vs 5.3 ms (32 maps) per grid on the 2-core CPU. Its import costs
+    # ~3.7 s once per process, so it happens here (the app's warm-up pays it), not at start.
+    from torchvision.utils import make_grid
 
-    count, h, w = maps.shape
-    cols = min(columns, count)
-    rows = -(-count // cols)
-    th, tw = h * scale, w * scale
-    grid = np.empty((rows * th + (rows + 1) * pad, cols * tw + (cols + 1) * pad, 3), np.uint8)
-    grid[:] = PAD_RGB
-    for i in range(count):
-        r, c = divmod(i, cols)
-        top, left = pad + r * (th + pad), pad + c * (tw + pad)
-        grid[top : top + th, left : left + tw] = _upscale(tiles[i], scale)[..., None]
-    return grid
+    tiles = torch.from_numpy(np.round(255.0 * scaled)).unsqueeze(1)  # (C, 1, H, W)
+    tiles = tiles.repeat_interleave(scale, 2).repeat_interleave(scale, 3)  # crisp squares
+    gutter = -1.0  # no tile value: marks the gutter, painted PAD_RGB below
+    grid = make_grid(tiles, nrow=min(columns, len(tiles)), padding=pad, pad_value=gutter)
+    if len(tiles) == 1:  # make_grid returns a lone tile without its border
+        grid = F.pad(grid, (pad, pad, pad, pad), value=gutter)
+    grid = grid.permute(1, 2, 0).numpy()  # (H, W, 3)
+    return np.where(grid[..., :1] == gutter, np.array(PAD_RGB, np.float32), grid).astype(np.uint8)
 
 
 def gallery_image(misread: Misread, scale: int = 3) -> np.ndarray:

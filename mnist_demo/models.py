@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+
+@runtime_checkable
+class DigitNet(Protocol):
+    """What the app needs of a registered model besides being an nn.Module.
+
+    `features` feeds the Draw tab's feature maps (insight.feature_maps): each conv stage's
+    activations, ending with the one the classifier head reads.
+    """
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 1, 28, 28) network input -> one (B, C, H, W) activation per conv stage."""
+        ...
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 28, 28) network input -> (B, 10) logits."""
+        ...
 
 
 class TutorialCNN(nn.Module):
@@ -65,14 +83,14 @@ class ImprovedCNN(nn.Module):
         return self.head(self.features(x)[-1])
 
 
-MODELS: dict[str, Callable[[], nn.Module]] = {
+MODELS: dict[str, Callable[[], DigitNet]] = {
     "tutorial": TutorialCNN,
     "improved": ImprovedCNN,
 }
 
 
 def build_model(name: str) -> nn.Module:
-    """Instantiate a registered model by name."""
+    """Instantiate a registered model by name (an nn.Module that is also a DigitNet)."""
     try:
         return MODELS[name]()
     except KeyError:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnist_demo.models import MODELS, ImprovedCNN, TutorialCNN, build_model, count_parameters
+from mnist_demo.models import (
+    MODELS,
+    DigitNet,
+    ImprovedCNN,
+    TutorialCNN,
+    build_model,
+    count_parameters,
+)
 
 
 def test_tutorial_has_the_seed_tutorials_parameter_count():
@@ -57,3 +64,11 @@ def test_registry_builds_fresh_models_and_refuses_unknown_names():
     assert build_model("tutorial") is not build_model("tutorial")
     with pytest.raises(ValueError, match="unknown model 'resnet'.*tutorial, improved"):
         build_model("resnet")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_registered_model_declares_the_features_the_draw_tab_shows(name):
+    model = build_model(name).eval()
+    assert isinstance(model, DigitNet)
+    stages = model.features(torch.zeros(2, 1, 28, 28))
+    assert len(stages) >= 2 and all(a.ndim == 4 and a.shape[0] == 2 for a in stages)

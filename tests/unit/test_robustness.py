@@ -1,18 +1,11 @@
-"""The shipped checkpoint reads MNIST digits re-drawn as sketches (bench/robustness_set.py)."""
+"""The shipped checkpoint reads MNIST digits re-drawn as sketches (tests/redrawn.py)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
+from redrawn import redrawn_digits, stroke_digits
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))  # the set is built by the benchmark's own module
-
-from robustness_set import redrawn_digits, stroke_digits  # noqa: E402
-
-from mnist_demo.predict import shipped_predictor  # noqa: E402
+from mnist_demo.predict import shipped_predictor
 
 # 60 re-drawn digits (seed 0) + 20 stroke digits: 78/80 read right when written (97.5%; the
 # full 1,000-digit set: 97.4%). 95% leaves two digits of slack yet fails if a theme, a scale
