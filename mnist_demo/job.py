@@ -102,7 +102,9 @@ class _Run:
     started_at: float = 0.0  # time.monotonic()
     paused_at: float = 0.0
     paused_seconds: float = 0.0  # excluded from the time limit
-    last_publish: float | None = None  # None: the run's first step record always publishes
+    # None, not 0.0, means "never": time.monotonic() starts near 0 at boot, so a clock value
+    # is no sentinel. The run's first step record always publishes.
+    last_publish: float | None = None
 
 
 class TrainingJob:
