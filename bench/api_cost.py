@@ -73,10 +73,10 @@ def main() -> None:
         )
         over_http = json.loads(client.stdout.strip().splitlines()[-1])
         for _ in range(5):
-            app.dashboard.predict_api(str(png))
+            app.dashboard.api.predict_api(str(png))
         start = time.perf_counter()
         for _ in range(CALLS):
-            app.dashboard.predict_api(str(png))
+            app.dashboard.api.predict_api(str(png))
         handler_ms = round(1000 * (time.perf_counter() - start) / CALLS, 1)
     finally:
         app.close()

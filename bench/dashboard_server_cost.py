@@ -26,7 +26,7 @@ from mnist_demo import server
 from mnist_demo.records import first, is_kind, of_kind
 from mnist_demo.settings import AppSettings
 from mnist_demo.training import config_from_preset, train
-from mnist_demo.ui import ACTIVE_TICK
+from mnist_demo.ui.common import ACTIVE_TICK
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support import launch  # noqa: E402  (the launcher the browser tests use)
@@ -63,7 +63,7 @@ def main() -> None:
 
         def poll() -> bool:
             nonlocal seen
-            out = dashboard.tick(seen)
+            out = dashboard.train.tick(seen)
             moved, seen = out[-1] != seen, out[-1]
             return moved
 
@@ -90,7 +90,7 @@ def main() -> None:
         t.start()
     fast = config_from_preset("fast")  # the Train tab's defaults, as one click sends them
     controls = ("model", "epochs", "batch_size", "lr", "schedule", "augment", "seed", "device")
-    print(dashboard.start("fast", *(getattr(fast, name) for name in controls)))
+    print(dashboard.train.start("fast", *(getattr(fast, name) for name in controls)))
     dashboard.job.wait(600)
     done.set()
     for t in threads:

@@ -64,7 +64,7 @@ def main() -> None:
         drawer = open_app(browser.new_context(viewport=DESKTOP), app.url)
         drawer.get_by_role("tab", name="Draw").click()
 
-        message = app.dashboard.start("fast", **{**TRAINING_ARGS, "epochs": args.epochs})
+        message = app.dashboard.train.start("fast", **{**TRAINING_ARGS, "epochs": args.epochs})
         print("#", message, flush=True)
         while not job.latest_step():
             time.sleep(0.1)

@@ -51,7 +51,7 @@ def create(settings: AppSettings) -> tuple[gr.Blocks, Dashboard]:
     predictor = last_good_predictor(settings.runs_dir)
     job = TrainingJob(predictor, runs_dir=settings.runs_dir, limits=settings.limits)
     dashboard = Dashboard(job, predictor, settings)
-    log.debug("warm-up drawing read as %s", dashboard.warm_up())
+    log.debug("warm-up drawing read as %s", dashboard.draw.warm_up())
     demo = build_app(dashboard)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=4)
     return demo, dashboard

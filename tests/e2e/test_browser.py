@@ -99,7 +99,7 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
 
 def test_a_finished_run_shows_the_tutorials_figure_and_its_downloads(live_app, browser):
     page = open_app(browser, live_app.url)
-    message = live_app.dashboard.start("fast", **{**TRAINING_ARGS, "epochs": 0.25})
+    message = live_app.dashboard.train.start("fast", **{**TRAINING_ARGS, "epochs": 0.25})
     assert message.endswith("started."), message
     page.wait_for_function(
         "document.querySelector('#status').innerText.includes('Finished')", timeout=60_000

@@ -212,10 +212,10 @@ def test_the_app_starts_cleanly_with_the_last_good_model_after_crashes(tmp_path)
 
     demo, dashboard = server.create(AppSettings(runs_dir=runs))
 
-    status = dashboard.status()
+    status = dashboard.api.status()
     assert status["state"] == "idle"
     assert status["weights"]["label"] == "saved run run-1-tutorial"
-    assert dashboard.predict(None)[3]  # the handlers answer
+    assert dashboard.draw.predict(None).answered  # the handlers answer
     assert not marker.exists()
     demo.close()
 

@@ -17,7 +17,7 @@ from mnist_demo.predict import Predictor
 from mnist_demo.settings import AppSettings
 from mnist_demo.teach import PersonalSet
 from mnist_demo.training import config_from_preset
-from mnist_demo.ui_explore import Explorer, confusion_frame
+from mnist_demo.ui.explore import Explorer, confusion_frame
 
 SHIPPED = checkpoints.shipped("tutorial")
 
@@ -88,10 +88,11 @@ def test_opening_the_panel_gives_the_class_view_and_the_picked_pairs_gallery_at_
     make_explorer,
 ):
     explorer = make_explorer()
-    bars, table, caption, gallery, gallery_caption = explorer.open_per_digit("4", "9")
-    assert caption == explorer.class_view()[2]
-    assert table.equals(explorer.class_view()[1])
-    assert gallery_caption == explorer.gallery("4", "9")[1]
+    view = explorer.open_per_digit("4", "9")
+    table, caption, gallery_caption = view.confusion, view.class_caption, view.gallery_caption
+    assert caption == explorer.class_view().class_caption
+    assert table.equals(explorer.class_view().confusion)
+    assert gallery_caption == explorer.gallery("4", "9").gallery_caption
     assert "a 4 read as a 9" in gallery_caption
 
 
@@ -104,8 +105,8 @@ def test_the_gallery_shows_a_confusion_most_confident_first(make_explorer):
     assert all(text.startswith("4→9") for _, text in items)
     confidences = [int(text.split()[-1].rstrip("%")) for _, text in items]
     assert confidences == sorted(confidences, reverse=True)
-    assert "read correctly" in explorer.gallery("3", "3")[1]
-    assert explorer.gallery("any", "any")[1].startswith("71 test images of any digit")
+    assert "read correctly" in explorer.gallery("3", "3").gallery_caption
+    assert explorer.gallery("any", "any").gallery_caption.startswith("71 test images of any digit")
 
 
 def test_the_gallery_refuses_what_is_not_a_digit(make_explorer):
@@ -135,10 +136,12 @@ def test_explain_gives_a_heat_map_and_both_conv_stages(make_explorer, a_one):
 
 def test_a_new_drawing_restarts_the_sparkline_without_touching_a_hidden_plot(make_explorer, a_one):
     explorer = make_explorer()
-    *_, points, plot = explorer.after_drawing(a_one, None, [])
+    why = explorer.after_drawing(a_one, None, [])
+    points, plot = why.spark, why.spark_plot
     assert points == gr.skip() and plot == gr.skip(), "no points: the plot is already hidden"
     earlier = [(0.5, [0.1] * 10), (0.6, [0.1] * 10)]  # the previous drawing's sparkline
-    overlay, *_, points, plot = explorer.after_drawing(a_one, None, earlier)
+    why = explorer.after_drawing(a_one, None, earlier)
+    overlay, points, plot = why.saliency, why.spark, why.spark_plot
     assert overlay.shape == (224, 224, 3)
     assert points == [] and isinstance(plot, gr.LinePlot) and plot.visible is False
 
@@ -166,12 +169,12 @@ def test_shared_teaching_publishes_to_everyone(make_explorer, a_one):
 
 def test_teaching_can_be_turned_off_and_needs_a_label_and_a_drawing(make_explorer, a_one):
     off = make_explorer(teaching="off")
-    assert "turned off" in off.add_example(a_one, "7", PersonalSet())[2]
-    assert "turned off" in off.fine_tune(PersonalSet())[2]
+    assert "turned off" in off.add_example(a_one, "7", PersonalSet()).teach_message
+    assert "turned off" in off.fine_tune(PersonalSet()).teach_message
     explorer = make_explorer()
-    assert "Pick the digit" in explorer.add_example(a_one, None, PersonalSet())[2]
-    assert "draw one first" in explorer.add_example(None, "7", PersonalSet())[2]
-    assert "at least one drawing" in explorer.fine_tune(PersonalSet())[2]
+    assert "Pick the digit" in explorer.add_example(a_one, None, PersonalSet()).teach_message
+    assert "draw one first" in explorer.add_example(None, "7", PersonalSet()).teach_message
+    assert "at least one drawing" in explorer.fine_tune(PersonalSet()).teach_message
 
 
 def test_a_finished_run_lands_in_the_history_with_its_exports(make_explorer):
@@ -186,7 +189,9 @@ def test_a_finished_run_lands_in_the_history_with_its_exports(make_explorer):
     bars, table, caption = explorer.class_view_from(snap)
     assert f"training run {snap.run_id}, epoch 1" in caption
     assert int(table.iloc[:, 1:].to_numpy().sum()) == 10_000
-    assert "training run" in explorer.class_view()[2], "the gallery uses the run's own pass"
+    assert "training run" in explorer.class_view().class_caption, (
+        "the gallery uses the run's own pass"
+    )
     runs, curves = explorer.history_view()
     assert list(runs["run"]) == [snap.run_id] and len(curves) == 1
     csv = Path(snap.exports["csv"]).read_text().splitlines()

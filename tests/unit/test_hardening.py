@@ -34,11 +34,13 @@ from mnist_demo.predict import Predictor
 from mnist_demo.records import StartRecord, StepRecord
 from mnist_demo.settings import AppSettings, SettingsError, from_env
 from mnist_demo.training import Control, TrainResult
-from mnist_demo.ui import IDLE_TICK, NO_DIGIT, TICK_OUTPUTS, Dashboard, TickKey
+from mnist_demo.ui import Dashboard
+from mnist_demo.ui.common import IDLE_TICK
+from mnist_demo.ui.draw import NO_DIGIT
+from mnist_demo.ui.train import TickKey, wake_rescoring
 
 BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
 ARGS = dict(preset="fast", **TRAINING_ARGS)
-DRAW_TIMER, EPOCH_KEY, JOB_KEY = 4, 5, 6  # Dashboard.tick's draw timer and hidden view keys
 SETTLED = {"idle", "finished", "stopped"}
 VALID_STATES = SETTLED | {"running", "paused", "stopping", "failed"}
 pytestmark = [  # expected on the way to the messages these tests check
@@ -287,7 +289,7 @@ EXPECTED = {
 def test_predict_answers_bad_input_with_a_message_and_never_raises(dashboard, bad_inputs, name):
     value = bad_inputs[name]
 
-    note = assert_no_digit_message(dashboard.predict(value))
+    note = assert_no_digit_message(dashboard.draw.predict(value))
 
     assert EXPECTED.get(name, "") in note
 
@@ -306,7 +308,7 @@ def test_predict_answers_bad_input_with_a_message_and_never_raises(dashboard, ba
     ids=["cleared", "none", "bad-base64", "not-image-mime", "js-url", "junk", "huge"],
 )
 def test_predict_drawing_answers_bad_data_urls_with_a_message(dashboard, url, expected):
-    assert expected in assert_no_digit_message(dashboard.predict_drawing(url))
+    assert expected in assert_no_digit_message(dashboard.draw.predict_drawing(url))
 
 
 def test_an_oversized_image_is_refused_from_its_header_without_decoding(
@@ -320,7 +322,7 @@ def test_an_oversized_image_is_refused_from_its_header_without_decoding(
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     for value in (str(huge), huge.read_bytes()):
-        assert "too large: 10000x10000" in assert_no_digit_message(dashboard.predict(value))
+        assert "too large: 10000x10000" in assert_no_digit_message(dashboard.draw.predict(value))
 
 
 def test_animated_gif_and_16_bit_tiff_are_read_not_refused(dashboard, tmp_path):
@@ -330,14 +332,17 @@ def test_animated_gif_and_16_bit_tiff_are_read_not_refused(dashboard, tmp_path):
     assert Image.open(tmp_path / "deep.tif").mode == "I;16"
 
     for path in ("anim.gif", "deep.tif"):
-        confidences, *_, note, image28, _version = dashboard.predict(str(tmp_path / path))
+        drawn = dashboard.draw.predict(str(tmp_path / path))
+        confidences, note, image28 = drawn.label, drawn.answered, drawn.image28
         assert max(confidences, key=confidences.get) == "1", (path, note)
         assert image28.shape == (28, 28)
 
 
 def test_a_failed_reading_leaves_the_next_good_one_working(dashboard, tmp_path):
-    assert_no_digit_message(dashboard.predict(str(blank_png(tmp_path / "h.png", 10_000, 10_000))))
-    confidences = dashboard.predict(digit_one(280))[0]
+    assert_no_digit_message(
+        dashboard.draw.predict(str(blank_png(tmp_path / "h.png", 10_000, 10_000)))
+    )
+    confidences = dashboard.draw.predict(digit_one(280)).label
     assert max(confidences, key=confidences.get) == "1"
 
 
@@ -388,7 +393,7 @@ def test_a_failed_reading_leaves_the_next_good_one_working(dashboard, tmp_path):
 def test_start_refuses_bad_hyperparameters_with_a_message_and_starts_nothing(
     dashboard, fake, field, value, named
 ):
-    message = dashboard.start(**{**ARGS, field: value})
+    message = dashboard.train.start(**{**ARGS, field: value})
 
     assert message.startswith("⚠️ ") and named in message, message
     assert fake.calls == 0 and training_threads() == []
@@ -399,9 +404,11 @@ def test_start_refuses_bad_hyperparameters_with_a_message_and_starts_nothing(
 def test_the_server_caps_epochs_below_the_sanity_limit(make_dashboard, fake):
     dashboard = make_dashboard(limits=JobLimits(max_epochs=3))
 
-    assert dashboard.start(**{**ARGS, "epochs": 4}) == "⚠️ epochs are capped at 3 on this server"
+    assert (
+        dashboard.train.start(**{**ARGS, "epochs": 4}) == "⚠️ epochs are capped at 3 on this server"
+    )
     assert fake.calls == 0
-    assert dashboard.start(**{**ARGS, "epochs": 3}) == "Run 1 started."
+    assert dashboard.train.start(**{**ARGS, "epochs": 3}) == "Run 1 started."
     assert dashboard.job.wait(BOUND)
 
 
@@ -411,11 +418,11 @@ def test_the_server_caps_epochs_below_the_sanity_limit(make_dashboard, fake):
 def test_training_off_refuses_every_command_even_with_a_token(make_dashboard, fake):
     dashboard = make_dashboard(training="off", token="s3cret")
     commands = {
-        "start": lambda token: dashboard.start(**ARGS, token=token),
-        "pause": dashboard.pause,
-        "resume": dashboard.resume,
-        "stop": dashboard.stop,
-        "reset": dashboard.reset,
+        "start": lambda token: dashboard.train.start(**ARGS, token=token),
+        "pause": dashboard.train.pause,
+        "resume": dashboard.train.resume,
+        "stop": dashboard.train.stop,
+        "reset": dashboard.train.reset,
     }
 
     for name, command in commands.items():
@@ -425,8 +432,8 @@ def test_training_off_refuses_every_command_even_with_a_token(make_dashboard, fa
             ), name
 
     assert fake.calls == 0 and dashboard.job.snapshot().run_id == 0
-    assert dashboard.status()["state"] == "idle"  # reading stays open
-    assert dashboard.predict(digit_one(280))[0]  # and so does drawing
+    assert dashboard.api.status()["state"] == "idle"  # reading stays open
+    assert dashboard.draw.predict(digit_one(280)).label  # and so does drawing
 
 
 @pytest.mark.parametrize("wrong", [None, "", "s3cre", "s3cret ", "S3CRET", "s3cret\x00"])
@@ -435,17 +442,22 @@ def test_token_mode_refuses_a_wrong_token_and_accepts_the_right_one(make_dashboa
     dashboard = make_dashboard(training="token", token="s3cret")
     refusal = "Training needs the access token of this server."
 
-    assert dashboard.start(**ARGS, token=wrong) == refusal
+    assert dashboard.train.start(**ARGS, token=wrong) == refusal
     assert fake.calls == 0
-    assert dashboard.start(**ARGS, token="s3cret") == "Run 1 started."
-    for command in (dashboard.pause, dashboard.resume, dashboard.stop, dashboard.reset):
+    assert dashboard.train.start(**ARGS, token="s3cret") == "Run 1 started."
+    for command in (
+        dashboard.train.pause,
+        dashboard.train.resume,
+        dashboard.train.stop,
+        dashboard.train.reset,
+    ):
         assert command(wrong) == refusal
     assert dashboard.job.state.value == "running"
-    assert dashboard.pause("s3cret") == "Paused."
-    assert dashboard.resume("s3cret") == "Resumed."
-    assert dashboard.stop("s3cret") == "Stop requested."
+    assert dashboard.train.pause("s3cret") == "Paused."
+    assert dashboard.train.resume("s3cret") == "Resumed."
+    assert dashboard.train.stop("s3cret") == "Stop requested."
     assert dashboard.job.wait(BOUND)
-    assert dashboard.reset("s3cret").startswith("Reset.")
+    assert dashboard.train.reset("s3cret").startswith("Reset.")
 
 
 def test_token_mode_without_a_token_refuses_everyone():
@@ -521,7 +533,7 @@ def test_fifty_simultaneous_starts_start_exactly_one_run(dashboard, fake):
 
     def press_start() -> None:
         barrier.wait(BOUND)
-        answers.append(dashboard.start(**ARGS))
+        answers.append(dashboard.train.start(**ARGS))
 
     visitors = [threading.Thread(target=press_start) for _ in range(50)]
     for thread in visitors:
@@ -534,7 +546,7 @@ def test_fifty_simultaneous_starts_start_exactly_one_run(dashboard, fake):
     assert all("already running" in a for a in answers if a != "Run 1 started."), set(answers)
     assert fake.calls == 1 and len(training_threads()) == 1
     assert dashboard.job.snapshot().run_id == 1
-    assert dashboard.stop() == "Stop requested."
+    assert dashboard.train.stop() == "Stop requested."
     assert dashboard.job.wait(BOUND)
     assert dashboard.job.snapshot().state == "stopped"
     join_training_threads()
@@ -564,11 +576,11 @@ def check_snapshot(snap, last_run_id: int) -> list[str]:
 def test_random_interleavings_of_commands_leave_a_consistent_state(dashboard, fake, seed):
     fake.steps, fake.step_seconds = 5, 0.01  # runs of ~50 ms: long enough to be paused
     commands = {
-        "start": lambda: dashboard.start(**ARGS),
-        "pause": dashboard.pause,
-        "resume": dashboard.resume,
-        "stop": dashboard.stop,
-        "reset": dashboard.reset,
+        "start": lambda: dashboard.train.start(**ARGS),
+        "pause": dashboard.train.pause,
+        "resume": dashboard.train.resume,
+        "stop": dashboard.train.stop,
+        "reset": dashboard.train.reset,
     }
     barrier = threading.Barrier(8)
     answers: list[tuple[str, str]] = []
@@ -592,7 +604,7 @@ def test_random_interleavings_of_commands_leave_a_consistent_state(dashboard, fa
             snap = dashboard.job.snapshot()
             problems.extend(check_snapshot(snap, last))
             last = snap.run_id
-            if dashboard.status()["state"] not in VALID_STATES:
+            if dashboard.api.status()["state"] not in VALID_STATES:
                 problems.append("the /status endpoint answered an unknown state")
 
     watching = threading.Thread(target=viewer)
@@ -615,12 +627,12 @@ def test_random_interleavings_of_commands_leave_a_consistent_state(dashboard, fa
     run_id = dashboard.job.snapshot().run_id
     assert run_id >= 1 and started == list(range(1, run_id + 1)) and fake.calls == run_id
     # Whatever happened, one stop brings the job to rest and the next start works.
-    dashboard.stop()
+    dashboard.train.stop()
     assert dashboard.job.wait(BOUND)
     join_training_threads()
     snap = dashboard.job.snapshot()
     assert snap.state in SETTLED and not check_snapshot(snap, run_id)
-    assert dashboard.start(**ARGS) == f"Run {run_id + 1} started."
+    assert dashboard.train.start(**ARGS) == f"Run {run_id + 1} started."
     assert dashboard.job.wait(BOUND) and dashboard.job.state.value == "finished"
 
 
@@ -642,9 +654,9 @@ def test_visitors_draw_while_a_real_run_publishes_new_weights(
     def visitor(n: int) -> None:
         try:
             while len(seen[n]) < 400:  # bounded, and ends with the run
-                out = dashboard.predict(digit)
-                assert out[0] and out[3].startswith("Answered by"), out[3]
-                seen[n].append(out[5])
+                out = dashboard.draw.predict(digit)
+                assert out.label and out.answered.startswith("Answered by"), out.answered
+                seen[n].append(out.shown_version)
                 if finished.wait(0.1):  # a visitor's pace; the pad re-scores once a second
                     return
         except BaseException as err:
@@ -653,7 +665,7 @@ def test_visitors_draw_while_a_real_run_publishes_new_weights(
     visitors = [threading.Thread(target=visitor, args=(n,)) for n in range(8)]
     for thread in visitors:
         thread.start()
-    assert dashboard.start(**{**ARGS, "batch_size": 64}) == "Run 1 started."
+    assert dashboard.train.start(**{**ARGS, "batch_size": 64}) == "Run 1 started."
     assert dashboard.job.wait(BOUND)
     finished.set()
     for thread in visitors:
@@ -669,13 +681,15 @@ def test_visitors_draw_while_a_real_run_publishes_new_weights(
 def test_a_viewer_that_goes_away_does_not_stop_the_run(dashboard, fake):
     """Closing a tab only stops its polling; nothing a tab holds can end the shared job."""
     fake.steps, fake.step_seconds = 1, BOUND
-    assert dashboard.start(**ARGS) == "Run 1 started."
-    dashboard.tick(None)  # the tab that pressed Start renders once, then is closed
+    assert dashboard.train.start(**ARGS) == "Run 1 started."
+    dashboard.train.tick(None)  # the tab that pressed Start renders once, then is closed
 
     assert dashboard.job.state.value == "running"
-    assert dashboard.tick(None)[0].startswith("**Running** · run 1")  # a new tab sees the run
-    assert dashboard.status()["state"] == "running"
-    assert dashboard.stop() == "Stop requested."
+    assert dashboard.train.tick(None).status.startswith(
+        "**Running** · run 1"
+    )  # a new tab sees the run
+    assert dashboard.api.status()["state"] == "running"
+    assert dashboard.train.stop() == "Stop requested."
     assert dashboard.job.wait(BOUND)
 
 
@@ -688,84 +702,99 @@ def timer_update(update) -> bool | None:
 
 
 def test_a_tab_that_has_seen_the_latest_state_gets_nothing_to_redraw(dashboard):
-    first = dashboard.tick(None)
-    assert first[0].startswith("**Idle**")
-    assert all(update == gr.skip() for update in dashboard.tick(first[-1]))
+    first = dashboard.train.tick(None)
+    assert first.status.startswith("**Idle**")
+    assert all(update == gr.skip() for update in dashboard.train.tick(first.seen_key))
 
 
 def test_a_poll_leaves_a_buttons_answer_up_until_the_jobs_message_changes(dashboard, fake):
     """The poll never sends the message: job_views does, when the job's key changes."""
     fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
-    assert dashboard.start(**ARGS) == "Run 1 started."
-    seen = dashboard.tick(None)
-    assert dashboard.job_views()[0] == "Run 1 started."
-    assert dashboard.start(**ARGS).startswith("⚠️ A training run is already running")
-    again = dashboard.tick(seen[-1])
-    assert again[JOB_KEY] in (gr.skip(), seen[JOB_KEY]), "the tab's 'already running' stays"
-    assert dashboard.stop() == "Stop requested."
-    stopping = dashboard.tick(seen[-1])[JOB_KEY]
-    assert stopping != seen[JOB_KEY] and stopping.endswith("Stopping…")
-    assert dashboard.job_views()[0] == "Stopping…"
+    assert dashboard.train.start(**ARGS) == "Run 1 started."
+    seen = dashboard.train.tick(None)
+    assert dashboard.train.job_views().message == "Run 1 started."
+    assert dashboard.train.start(**ARGS).startswith("⚠️ A training run is already running")
+    again = dashboard.train.tick(seen.seen_key)
+    assert again.job_key in (gr.skip(), seen.job_key), "the tab's 'already running' stays"
+    assert dashboard.train.stop() == "Stop requested."
+    stopping = dashboard.train.tick(seen.seen_key).job_key
+    assert stopping != seen.job_key and stopping.endswith("Stopping…")
+    assert dashboard.train.job_views().message == "Stopping…"
 
 
 def test_a_poll_after_new_records_redraws_the_status_and_charts_only(dashboard, fake):
     """Each output a poll sends costs every open tab a re-render: send only what moved."""
     fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
-    assert dashboard.start(**ARGS) == "Run 1 started."
+    assert dashboard.train.start(**ARGS) == "Run 1 started."
     deadline = time.monotonic() + BOUND
     while dashboard.job.snapshot().n_records == 0:  # the run's start record, from its thread
         assert time.monotonic() < deadline, "the run never began"
         time.sleep(0.01)
-    first = dashboard.tick(None)
-    assert len(first) == TICK_OUTPUTS and all(u != gr.skip() for u in first[:4])
-    key = first[-1]
-    missed_a_record = dashboard.tick(key._replace(n_records=key.n_records - 1))
-    assert all(chart != gr.skip() for chart in missed_a_record[1:4]), "the three charts"
-    assert missed_a_record[EPOCH_KEY : JOB_KEY + 1] == first[EPOCH_KEY : JOB_KEY + 1]
-    paused = dashboard.tick(key._replace(state="paused"))
-    assert all(chart == gr.skip() for chart in paused[1:4]), "no new records: charts stay"
+    first = dashboard.train.tick(None)
+    status_and_charts = (first.status, first.loss_plot, first.acc_plot, first.speed_plot)
+    assert all(u != gr.skip() for u in status_and_charts)
+    key = first.seen_key
+    missed_a_record = dashboard.train.tick(key._replace(n_records=key.n_records - 1))
+    charts = (missed_a_record.loss_plot, missed_a_record.acc_plot, missed_a_record.speed_plot)
+    assert all(chart != gr.skip() for chart in charts), "the three charts"
+    assert (missed_a_record.epoch_key, missed_a_record.job_key) == (first.epoch_key, first.job_key)
+    paused = dashboard.train.tick(key._replace(state="paused"))
+    charts = (paused.loss_plot, paused.acc_plot, paused.speed_plot)
+    assert all(chart == gr.skip() for chart in charts), "no new records: charts stay"
 
 
 def test_the_views_after_an_epoch_or_a_state_change_match_their_outputs(dashboard):
-    assert len(dashboard.epoch_views()) == 4  # figure, per-digit bars, matrix, caption
-    message, *downloads, table, plot, timer = dashboard.job_views()
+    views = dashboard.train.epoch_views()
+    assert views._fields == ("figure", "per_class", "confusion", "class_caption")
+    job = dashboard.train.job_views()
+    message, timer = job.message, job.train_timer
+    downloads = (job.download, job.csv_download, job.png_download)
     assert message == dashboard.job.snapshot().message and len(downloads) == 3
     assert timer.value == IDLE_TICK
 
 
 def test_the_warm_up_drawing_goes_the_whole_way_and_is_read_as_a_one(dashboard):
-    assert dashboard.warm_up() == "1"
+    assert dashboard.draw.warm_up() == "1"
 
 
 def test_a_drawing_is_rescored_while_weights_change_and_the_timer_sleeps_when_idle(dashboard, fake):
-    drawn = dashboard.predict(digit_one())
-    image28, shown = drawn[4], drawn[5]
+    drawn = dashboard.draw.predict(digit_one())
+    image28, shown = drawn.image28, drawn.shown_version
     pad = "data:image/png;base64,..."  # any non-empty value: the pad still holds a drawing
 
-    idle = dashboard.follow_live_weights(pad, None, image28, shown)
-    assert all(u == gr.skip() for u in idle[:-1]) and timer_update(idle[-1]) is False
-    assert timer_update(dashboard.tick(None, image28)[DRAW_TIMER]) is None  # idle: nothing to wake
+    idle = dashboard.draw.follow_live_weights(pad, None, image28, shown)
+    rest = idle._replace(draw_timer=gr.skip())
+    assert all(u == gr.skip() for u in rest) and timer_update(idle.draw_timer) is False
+    assert (
+        timer_update(dashboard.train.tick(None, image28).draw_timer) is None
+    )  # idle: nothing to wake
 
     fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
-    assert dashboard.start(**ARGS) == "Run 1 started."
-    assert timer_update(dashboard.tick(None, image28)[DRAW_TIMER]) is True  # a tab opened mid-run
-    assert timer_update(dashboard.tick(None)[DRAW_TIMER]) is None, "no drawing: nothing to re-score"
+    assert dashboard.train.start(**ARGS) == "Run 1 started."
+    assert (
+        timer_update(dashboard.train.tick(None, image28).draw_timer) is True
+    )  # a tab opened mid-run
+    assert timer_update(dashboard.train.tick(None).draw_timer) is None, (
+        "no drawing: nothing to re-score"
+    )
     name, weights, _ = dashboard.predictor.weights()
     dashboard.predictor.set_weights(name, weights, "training run 1, epoch 0.50")  # as the job
 
-    live = dashboard.follow_live_weights(pad, None, image28, shown)
-    assert live[0] and live[5] > shown, "the run's weights re-score the drawing"
-    assert timer_update(live[-1]) is None  # stays on while the job is active
-    cleared = dashboard.follow_live_weights("", None, image28, shown)
-    assert cleared[0] == gr.skip() and timer_update(cleared[-1]) is False, "nothing to follow"
-    assert timer_update(dashboard.read_drawing("")[-1]) is None
-    assert timer_update(dashboard.read_drawing(drawing_url(digit_one()))[-1]) is True
+    live = dashboard.draw.follow_live_weights(pad, None, image28, shown)
+    assert live.label and live.shown_version > shown, "the run's weights re-score the drawing"
+    assert timer_update(live.draw_timer) is None  # stays on while the job is active
+    cleared = dashboard.draw.follow_live_weights("", None, image28, shown)
+    assert cleared.label == gr.skip() and timer_update(cleared.draw_timer) is False, (
+        "nothing to follow"
+    )
+    assert timer_update(dashboard.draw.read_drawing("").draw_timer) is None
+    assert timer_update(dashboard.draw.read_drawing(drawing_url(digit_one())).draw_timer) is True
 
-    assert dashboard.stop() == "Stop requested."
+    assert dashboard.train.stop() == "Stop requested."
     assert dashboard.job.wait(BOUND)
     final = dashboard.predictor.version.number  # the stopped run's weights, once re-scored
-    done = dashboard.follow_live_weights(pad, None, image28, final)
-    assert done[0] == gr.skip() and timer_update(done[-1]) is False
+    done = dashboard.draw.follow_live_weights(pad, None, image28, final)
+    assert done.label == gr.skip() and timer_update(done.draw_timer) is False
 
 
 @pytest.mark.parametrize(
@@ -786,5 +815,5 @@ def test_the_dashboard_wakes_the_draw_timer_only_on_transitions(before, now, wak
         return TickKey(1, 5, state, "", 0, weights, 0)
 
     seen = None if before is None else key(before)
-    update = Dashboard._wake_rescoring(seen, key(now), now[0] == "running")
+    update = wake_rescoring(seen, key(now), now[0] == "running")
     assert timer_update(update) is wake

@@ -1,7 +1,9 @@
-"""Handlers that look inside the network: per-digit view, why this answer, teach it, compare runs.
+"""Looking inside the network: per-digit view and run comparison (Train tab), why this answer,
+the sparkline and teaching (Draw tab).
 
-UI layer, like ui.py: it reads the job and the predictor, calls the engine (insight, teach,
-history) and returns values for Gradio components. The training job and the shared predictor
+`Explorer` holds the handlers (callable without a server); the `build_*` functions lay out each
+part where its tab puts it, and wire it. It reads the job and the predictor, calls the engine
+(insight, teach, history) and returns named views. The training job and the shared predictor
 are never changed here, except by an operator-enabled shared teaching mode.
 """
 
@@ -10,19 +12,21 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 
-from . import charts, checkpoints, insight, teach
-from .checkpoints import Checkpoint
-from .data import load_mnist
-from .job import ACTIVE, Snapshot, TrainingJob
-from .predict import Prediction, Predictor, WeightsVersion
-from .records import epoch_position
-from .settings import AppSettings
+from .. import charts, checkpoints, insight, teach
+from ..checkpoints import Checkpoint
+from ..data import load_mnist
+from ..job import ACTIVE, Snapshot, TrainingJob
+from ..predict import Prediction, Predictor, WeightsVersion
+from ..records import epoch_position
+from ..settings import AppSettings
+from .common import PRIVATE, Components, outputs, skip_all
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,75 @@ TEACH_STEPS = 60
 TEACH_SECONDS = 20.0
 
 CONFUSION_COLUMNS = ["true ↓ read →"] + [f"→{d}" for d in range(10)]
+
+
+class ClassView(NamedTuple):
+    per_class: Any  # bar plot of test accuracy per digit
+    confusion: Any  # the 10x10 table
+    class_caption: Any
+
+
+class GalleryView(NamedTuple):
+    misreads: Any
+    gallery_caption: Any
+
+
+class PerDigitView(NamedTuple):
+    per_class: Any
+    confusion: Any
+    class_caption: Any
+    misreads: Any
+    gallery_caption: Any
+
+
+class CellView(NamedTuple):
+    true_pick: Any
+    read_pick: Any
+    misreads: Any
+    gallery_caption: Any
+
+
+class HistoryView(NamedTuple):
+    history_table: Any
+    history_plot: Any
+
+
+class ExplainView(NamedTuple):
+    saliency: Any
+    maps1: Any  # the first conv stage's feature maps, tiled
+    maps2: Any
+    why_caption: Any
+
+
+class WhyView(NamedTuple):
+    saliency: Any
+    maps1: Any
+    maps2: Any
+    why_caption: Any
+    spark: Any  # this drawing's (epoch, probabilities) points
+    spark_plot: Any
+
+
+class TrackView(NamedTuple):
+    spark: Any
+    spark_plot: Any
+
+
+class ExamplesView(NamedTuple):
+    personal: Any  # this visitor's PersonalSet
+    my_drawings: Any
+    teach_message: Any
+
+
+class FineTuneView(NamedTuple):
+    tuned: Any  # this visitor's fine-tuned Predictor, or None for the shared one
+    comparison: Any
+    teach_message: Any
+
+
+class SharedModelView(NamedTuple):
+    tuned: Any
+    teach_message: Any
 
 
 def confusion_frame(matrix: Any) -> pd.DataFrame:
@@ -108,22 +181,22 @@ class Explorer:
         except OSError as err:
             log.warning("could not cache test probabilities of %s: %s", version.source, err)
 
-    def class_view(self) -> tuple:
+    def class_view(self) -> ClassView:
         """Per-digit accuracy, the confusion matrix and a caption saying which weights."""
         label, probabilities = self._probabilities()
         labels = load_mnist()[1].labels.numpy()
         matrix = insight.confusion_matrix(labels, probabilities.argmax(1))
         return self._class_outputs(label, matrix)
 
-    def open_per_digit(self, true_choice: Any, read_choice: Any) -> tuple:
+    def open_per_digit(self, true_choice: Any, read_choice: Any) -> PerDigitView:
         """Opening the panel: the class view and the picked pair's gallery in one event.
 
         Two chained events would let a quick click on a cell be overwritten by the gallery
         of the pair picked before it.
         """
-        return (*self.class_view(), *self.gallery(true_choice, read_choice))
+        return PerDigitView(*self.class_view(), *self.gallery(true_choice, read_choice))
 
-    def class_view_from(self, snap: Snapshot) -> tuple | None:
+    def class_view_from(self, snap: Snapshot) -> ClassView | None:
         """The same view from the latest epoch record (no test pass needed), or None."""
         epoch = snap.latest_epoch
         if not epoch or "confusion" not in epoch:
@@ -132,7 +205,7 @@ class Explorer:
         return self._class_outputs(label, np.asarray(epoch["confusion"]))
 
     @staticmethod
-    def _class_outputs(label: str, matrix: np.ndarray) -> tuple:
+    def _class_outputs(label: str, matrix: np.ndarray) -> ClassView:
         accuracy = 100.0 * np.trace(matrix) / max(matrix.sum(), 1)
         caption = (
             f"Test set read by **{label}**: {accuracy:.2f}% right. Rows are the true digit, "
@@ -141,17 +214,17 @@ class Explorer:
         per_class = insight.per_class_accuracy(matrix)
         floor = np.nanmin(per_class) if np.isfinite(per_class).any() else 0.0
         low = max(0.0, float(np.floor(floor)) - 1.0)  # zoom in: the bars differ by tenths
-        return (
-            gr.BarPlot(value=per_class_frame(per_class), y_lim=[low, 100]),
-            confusion_frame(matrix),
-            caption,
+        return ClassView(
+            per_class=gr.BarPlot(value=per_class_frame(per_class), y_lim=[low, 100]),
+            confusion=confusion_frame(matrix),
+            class_caption=caption,
         )
 
-    def gallery(self, true_choice: Any, read_choice: Any) -> tuple:
+    def gallery(self, true_choice: Any, read_choice: Any) -> GalleryView:
         """Misread test digits for a (true, read as) pair, most confident mistakes first."""
         true, read = _digit_or_none(true_choice), _digit_or_none(read_choice)
         if true is not None and true == read:
-            return (
+            return GalleryView(
                 gr.Gallery(value=[], visible=False),
                 f"Those are the {true}s read correctly; pick a cell off the diagonal.",
             )
@@ -168,24 +241,26 @@ class Explorer:
             "something else" if read is None else f"a {read}"
         )
         if not found:
-            return gr.Gallery(value=[], visible=False), f"No test image of {what} ({label})."
+            return GalleryView(
+                gr.Gallery(value=[], visible=False), f"No test image of {what} ({label})."
+            )
         items = [
             (insight.gallery_image(m), f"{m.true}→{m.predicted} {m.confidence:.0%}") for m in found
         ]
         shown = f"the {len(found)} most confident" if len(found) < count else "all"
-        return (
+        return GalleryView(
             gr.Gallery(value=items, visible=True),
             f"{count} test images of {what} ({label}); {shown} below.",
         )
 
-    def select_cell(self, evt: gr.SelectData) -> tuple:
+    def select_cell(self, evt: gr.SelectData) -> CellView:
         """A click on the confusion table -> the pair's dropdowns and gallery."""
         row, column = evt.index
         true = str(row)
         read = ANY if column == 0 else str(column - 1)
-        return (true, read, *self.gallery(true, read))
+        return CellView(true, read, *self.gallery(true, read))
 
-    def history_view(self) -> tuple:
+    def history_view(self) -> HistoryView:
         """The runs table and their test-accuracy curves overlaid."""
         runs = self.job.history.runs()
         rows = [
@@ -205,14 +280,14 @@ class Explorer:
         ]
         table = pd.DataFrame(rows) if rows else None
         frame = charts.history_frame(runs)
-        return table, frame if len(frame) else None
+        return HistoryView(history_table=table, history_plot=frame if len(frame) else None)
 
     # --- why this answer, and the sparkline (Draw tab) ----------------------------------------
 
-    def explain(self, image28: np.ndarray | None, tuned: Predictor | None) -> tuple:
+    def explain(self, image28: np.ndarray | None, tuned: Predictor | None) -> ExplainView:
         """Saliency overlay and the feature maps of each conv stage for the current drawing."""
         if image28 is None:
-            return None, None, None, ""
+            return ExplainView(None, None, None, "")
         image = np.asarray(image28, dtype=np.float32)
         explanation = (tuned or self.predictor).explain(image)
         first, second = explanation.feature_maps[:2]
@@ -221,30 +296,31 @@ class Explorer:
             f"(SmoothGrad × input). Below: the {len(first)} maps of the first conv stage and "
             f"the {len(second)} of the second, brighter = stronger response."
         )
-        return (
-            insight.heat_overlay(image, explanation.saliency),
-            _tiles(first),
-            _tiles(second),
-            caption,
+        return ExplainView(
+            saliency=insight.heat_overlay(image, explanation.saliency),
+            maps1=_tiles(first),
+            maps2=_tiles(second),
+            why_caption=caption,
         )
 
     def after_drawing(
         self, image28: np.ndarray | None, tuned: Predictor | None, spark: list | None = None
-    ) -> tuple:
+    ) -> WhyView:
         """A new drawing: explain it and start its sparkline afresh.
 
         With no points yet the sparkline is already hidden; updating a plot anyway costs the
         server its whole config (~10 ms) on every drawing.
         """
         if not spark:
-            return (*self.explain(image28, tuned), gr.skip(), gr.skip())
-        return (*self.explain(image28, tuned), [], gr.LinePlot(value=None, visible=False))
+            return WhyView(*self.explain(image28, tuned), spark=gr.skip(), spark_plot=gr.skip())
+        hidden = gr.LinePlot(value=None, visible=False)
+        return WhyView(*self.explain(image28, tuned), spark=[], spark_plot=hidden)
 
-    def track(self, prediction: Prediction, spark: list | None) -> tuple:
+    def track(self, prediction: Prediction, spark: list | None) -> TrackView:
         """Add the re-scored drawing to its sparkline: P(its current answer) over training."""
         step = self.job.latest_step()
         if prediction.probabilities is None or step is None:
-            return gr.skip(), gr.skip()
+            return skip_all(TrackView)
         x = round(epoch_position(step), 3)
         points = [*(spark or []), (x, [float(p) for p in prediction.probabilities])][-SPARK_POINTS:]
         digit = prediction.label
@@ -256,7 +332,7 @@ class Explorer:
             visible=len(points) > 1,
             title=f"P(this drawing is a {digit}) as the network trains",
         )
-        return points, plot
+        return TrackView(spark=points, spark_plot=plot)
 
     # --- teach it (Draw tab, per visitor) -------------------------------------------------------
 
@@ -268,28 +344,30 @@ class Explorer:
             for i, (image, label) in enumerate(zip(images, labels, strict=True))
         ]
 
-    def add_example(self, image28: Any, choice: Any, personal: teach.PersonalSet) -> tuple:
+    def add_example(self, image28: Any, choice: Any, personal: teach.PersonalSet) -> ExamplesView:
         """Store the current drawing with the visitor's label in their own set."""
         if self.settings.teaching == "off":
-            return personal, gr.skip(), "Teaching is turned off on this server."
+            return ExamplesView(personal, gr.skip(), "Teaching is turned off on this server.")
         label = _digit_or_none(choice)
         if label is None:
-            return personal, gr.skip(), "Pick the digit this drawing really is."
+            return ExamplesView(personal, gr.skip(), "Pick the digit this drawing really is.")
         try:
             message = personal.add(None if image28 is None else np.asarray(image28), label)
         except ValueError as err:
-            return personal, gr.skip(), f"⚠️ {err}"
-        return personal, self._examples(personal), message
+            return ExamplesView(personal, gr.skip(), f"⚠️ {err}")
+        return ExamplesView(personal, self._examples(personal), message)
 
-    def clear_examples(self, personal: teach.PersonalSet) -> tuple:
-        return teach.PersonalSet(), [], personal.clear()
+    def clear_examples(self, personal: teach.PersonalSet) -> ExamplesView:
+        return ExamplesView(teach.PersonalSet(), [], personal.clear())
 
-    def fine_tune(self, personal: teach.PersonalSet) -> tuple:
+    def fine_tune(self, personal: teach.PersonalSet) -> FineTuneView:
         """Fine-tune a private copy of the shared weights on MNIST + this visitor's drawings."""
         if self.settings.teaching == "off":
-            return gr.skip(), gr.skip(), "Teaching is turned off on this server."
+            return FineTuneView(gr.skip(), gr.skip(), "Teaching is turned off on this server.")
         if len(personal) == 0:
-            return gr.skip(), gr.skip(), "Add at least one drawing with its label first."
+            return FineTuneView(
+                gr.skip(), gr.skip(), "Add at least one drawing with its label first."
+            )
         model_name, state_dict, version = self.predictor.weights()
         train, test = load_mnist()
         try:
@@ -305,7 +383,7 @@ class Explorer:
                 threads=1 if self.job.state in ACTIVE else (os.cpu_count() or 1),
             )
         except ValueError as err:
-            return gr.skip(), gr.skip(), f"⚠️ {err}"
+            return FineTuneView(gr.skip(), gr.skip(), f"⚠️ {err}")
         tuned = Predictor(
             Checkpoint(result.model_name, result.state_dict),
             f"your fine-tuned copy of {version.label}",
@@ -319,7 +397,7 @@ class Explorer:
             tuned, message = None, message + " Shared mode: everyone now uses these weights."
         else:
             message += " Only you see this model; **Use the shared model** switches back."
-        return tuned, self._comparison(result), message
+        return FineTuneView(tuned, self._comparison(result), message)
 
     @staticmethod
     def _comparison(result: teach.FineTuneResult) -> pd.DataFrame:
@@ -336,5 +414,135 @@ class Explorer:
         )
 
     @staticmethod
-    def use_shared() -> tuple:
-        return None, "Back on the shared model."
+    def use_shared() -> SharedModelView:
+        return SharedModelView(None, "Back on the shared model.")
+
+
+# --- layout: each part where its tab puts it ------------------------------------------------
+
+
+def build_per_digit(c: Components) -> None:
+    """The Train tab's "Per digit" accordion (wired in wire_per_digit)."""
+    with gr.Accordion(
+        "Per digit: what it gets wrong", open=False, elem_id="per-digit"
+    ) as c.per_digit:
+        c.class_caption = gr.Markdown(elem_id="class-caption")
+        c.per_class = gr.BarPlot(
+            x="digit",
+            y="accuracy",
+            sort="x",
+            title="Test accuracy per digit (%)",
+            height=200,
+            elem_id="per-class",
+            show_label=False,
+        )
+        c.confusion = gr.Dataframe(
+            headers=CONFUSION_COLUMNS,
+            interactive=False,
+            label="Confusion matrix: click a cell to see those test images",
+            column_widths=["14%"] + ["8.6%"] * 10,
+            elem_id="confusion",
+        )
+        with gr.Row():
+            c.true_pick = gr.Dropdown(
+                DIGIT_CHOICES, value=ANY, label="True digit", elem_id="true-pick"
+            )
+            c.read_pick = gr.Dropdown(
+                DIGIT_CHOICES, value=ANY, label="Read as", elem_id="read-pick"
+            )
+        c.gallery_caption = gr.Markdown(elem_id="gallery-caption")
+        c.misreads = gr.Gallery(
+            columns=8,
+            height="auto",
+            visible=False,
+            label="Misread test digits",
+            show_label=False,
+            elem_id="misreads",
+        )
+
+
+def build_compare(c: Components) -> None:
+    """The Train tab's "Compare runs" accordion."""
+    with gr.Accordion("Compare runs", open=False, elem_id="compare") as c.compare:
+        c.history_plot = gr.LinePlot(
+            x="epoch",
+            y="test_accuracy",
+            color="run",
+            title="Test accuracy (%) per epoch, every run",
+            height=260,
+            elem_id="history-plot",
+            show_label=False,
+        )
+        c.history_table = gr.Dataframe(
+            interactive=False, label="Runs, newest first", elem_id="history-table"
+        )
+
+
+def build_teach(c: Components) -> None:
+    """The Draw tab's "Teach it your handwriting" accordion."""
+    with gr.Accordion("Teach it your handwriting", open=False, elem_id="teach"):
+        gr.Markdown(
+            "Misread? Say which digit it is and add it to your drawings, then "
+            "fine-tune: a private copy of the model trains a few seconds on "
+            "MNIST plus your drawings. Other visitors never see them."
+        )
+        with gr.Row(equal_height=True):
+            c.teach_label = gr.Dropdown(
+                [str(d) for d in range(10)],
+                value=None,
+                label="This drawing is a…",
+                elem_id="teach-label",
+            )
+            c.teach_add = gr.Button("Add to my drawings", elem_id="teach-add")
+        c.my_drawings = gr.Gallery(
+            columns=8,
+            height=130,
+            allow_preview=False,
+            label="My drawings",
+            elem_id="my-drawings",
+        )
+        with gr.Row():
+            c.teach_tune = gr.Button(
+                "Fine-tune on MNIST + my drawings",
+                variant="primary",
+                elem_id="teach-tune",
+            )
+            c.teach_shared = gr.Button("Use the shared model", elem_id="teach-shared")
+            c.teach_clear = gr.Button("Clear my drawings", elem_id="teach-clear")
+        c.teach_message = gr.Markdown(elem_id="teach-message")
+        c.comparison = gr.Dataframe(
+            interactive=False, label="Before / after", elem_id="teach-table"
+        )
+
+
+def wire_train_parts(c: Components, explorer: Explorer) -> None:
+    """The per-digit view's and the comparison's own events."""
+    c.per_digit.expand(
+        explorer.open_per_digit, [c.true_pick, c.read_pick], outputs(PerDigitView, c), **PRIVATE
+    )
+    c.confusion.select(explorer.select_cell, None, outputs(CellView, c), **PRIVATE)
+    for pick in (c.true_pick, c.read_pick):
+        pick.input(explorer.gallery, [c.true_pick, c.read_pick], outputs(GalleryView, c), **PRIVATE)
+    c.compare.expand(explorer.history_view, None, outputs(HistoryView, c), **PRIVATE)
+
+
+def wire_teach(c: Components, explorer: Explorer, redraw: Callable[[Any], Any]) -> None:
+    """Teaching's events; `redraw(event)` chains the Draw tab's re-reading of the drawing."""
+    c.teach_add.click(
+        explorer.add_example,
+        [c.image28, c.teach_label, c.personal],
+        outputs(ExamplesView, c),
+        **PRIVATE,
+    )
+    c.teach_clear.click(explorer.clear_examples, c.personal, outputs(ExamplesView, c), **PRIVATE)
+    tune = c.teach_tune.click(  # one fine-tune at a time: the rest queue behind it
+        explorer.fine_tune,
+        c.personal,
+        outputs(FineTuneView, c),
+        concurrency_limit=1,
+        concurrency_id="fine-tune",
+        api_visibility="private",
+    )
+    shared = c.teach_shared.click(explorer.use_shared, None, outputs(SharedModelView, c), **PRIVATE)
+    for event in (tune, shared):
+        redraw(event)

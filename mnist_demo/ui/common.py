@@ -1,0 +1,78 @@
+"""What every tab of the app shares: poll rates, the look, and outputs by name.
+
+A handler returns a NamedTuple whose fields are its outputs; the layout keeps its components
+as attributes of one namespace with the same names, and `outputs(View, c)` lists them in the
+View's order. Adding an output is a new field and a component of that name, nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any, NamedTuple
+
+import gradio as gr
+
+from ..job import ACTIVE
+from ..training import ConfigError
+
+ACTIVE_TICK, IDLE_TICK = 0.3, 2.0  # seconds between dashboard polls: live vs. waiting
+DRAW_TICK = 1.0  # seconds between re-scoring the drawing with live weights
+ACTIVE_STATES = frozenset(state.value for state in ACTIVE)  # as snapshots spell them
+PNG = "png"  # the Draw tab's images: 3x faster to encode than Gradio's default WebP
+# Starting the explanation's event costs the browser ~30 ms of bookkeeping: let the label
+# paint first.
+AFTER_PAINT_JS = "() => new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)))"
+PRIVATE = dict(api_visibility="private", show_progress="hidden")  # UI events, not the API
+
+CSS = """
+#seen img { image-rendering: pixelated; width: 224px; height: 224px; object-fit: contain; }
+.prob-bars { display: grid; gap: 3px; padding-top: 30px; font-size: var(--text-sm);
+  font-variant-numeric: tabular-nums; }
+.prob-row { display: grid; grid-template-columns: 1.2em 1fr 3.8em; gap: 8px;
+  align-items: center; }
+.prob-row > span:last-child { text-align: right; color: var(--body-text-color-subdued); }
+.prob-bar { height: 12px; background: var(--background-fill-secondary); border-radius: 3px; }
+.prob-bar i { display: block; height: 100%; border-radius: 3px;
+  background: var(--color-accent-soft); }
+.prob-row.top .prob-bar i { background: var(--color-accent); }
+.prob-row.top { font-weight: 600; }
+#status { font-variant-numeric: tabular-nums; }
+.compact-buttons button { min-width: 0; }
+"""
+THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="blue")
+
+
+class Components(SimpleNamespace):
+    """Every component of the app by name: tabs add theirs, and read the ones they share."""
+
+
+def outputs(view: type[NamedTuple], c: Components) -> list[Any]:
+    """The components named by `view`'s fields, in its order: a handler's outputs."""
+    return [getattr(c, name) for name in view._fields]
+
+
+def skip_all(view: type[NamedTuple]) -> Any:
+    """A `view` that changes nothing (each output skipped)."""
+    return view(*(gr.skip() for _ in view._fields))
+
+
+def or_none(frame):
+    """An empty frame leaves Gradio 6.31's native plot unable to draw later updates."""
+    return frame if len(frame) else None
+
+
+def as_int(value: Any, name: str) -> int:
+    number = as_float(value, name)
+    if not math.isfinite(number) or number != int(number):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+def as_float(value: Any, name: str) -> float:
+    if value is None or isinstance(value, bool):
+        raise ConfigError(f"{name} is missing")
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # API callers can send any JSON: "abc", [1], {}
+        raise ConfigError(f"{name} must be a number, got {value!r:.40}") from None

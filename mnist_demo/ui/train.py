@@ -1,0 +1,452 @@
+"""The Train tab: the shared run's controls, its live charts and downloads.
+
+`TrainTab` holds the handlers (callable without a server); `build` lays the tab out and wires
+its events. The per-digit view and the run comparison sit in this tab but belong to
+`explore`; the poll also wakes the Draw tab's re-scoring timer, passed in as `c.draw_timer`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import gradio as gr
+
+from .. import charts
+from ..job import Snapshot, TrainingJob
+from ..models import MODELS
+from ..predict import Predictor
+from ..records import StepRecord, count, epoch_position
+from ..settings import AppSettings
+from ..training import (
+    PRESETS,
+    SCHEDULES,
+    ConfigError,
+    TrainConfig,
+    available_devices,
+    config_from_preset,
+)
+from . import explore
+from .common import (
+    ACTIVE_STATES,
+    ACTIVE_TICK,
+    IDLE_TICK,
+    PRIVATE,
+    Components,
+    as_float,
+    as_int,
+    or_none,
+    outputs,
+    skip_all,
+)
+from .explore import Explorer
+
+PRESET_LABELS = {
+    "fast": "Fast (default)",
+    "tutorial": "Tutorial settings",
+    "improved": "Improved model",
+}
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _epoch_progress(step: StepRecord, epochs: float) -> str:
+    """'epoch 3/20' for whole epochs; 'epoch 1.37 of 1.5' when the run ends mid-epoch."""
+    if float(epochs).is_integer():
+        return f"epoch {step['epoch']}/{int(epochs)}"
+    return f"epoch {epoch_position(step):.2f} of {epochs:g}"
+
+
+def status_markdown(snap: Snapshot) -> str:
+    """One glanceable line of the job: state, progress, speed, time, device, best accuracy."""
+    parts = [f"**{snap.state.capitalize()}**"]
+    if snap.run_id:
+        parts.append(f"run {snap.run_id}")
+    step, config = snap.latest_step, snap.config
+    if step and config:
+        parts.append(_epoch_progress(step, config["epochs"]))
+        parts.append(f"step {step['step']:,}")
+        parts.append(f"{step['samples_per_second']:,.0f} img/s")
+        parts.append(f"trained {_fmt_seconds(step['train_seconds'])}")
+        if snap.state in ACTIVE_STATES:
+            parts.append(f"ETA {_fmt_seconds(snap.eta_seconds)}")
+    if snap.device:
+        parts.append(snap.device)
+    if snap.best_test_accuracy is not None:
+        parts.append(f"best test **{snap.best_test_accuracy:.2f}%**")
+    return " · ".join(parts)
+
+
+class PresetView(NamedTuple):
+    """A preset's values for the controls (the device stays as the visitor set it)."""
+
+    preset: str
+    model: str
+    epochs: float
+    batch_size: int
+    lr: float
+    schedule: str
+    augment: int
+    label_smoothing: float
+    seed: int
+
+
+CONTROLS = (*PresetView._fields[1:], "device")  # Start's inputs after the preset, by name
+
+
+class TickKey(NamedTuple):
+    """What a tab last saw of the job: a poll redraws only the parts whose fields moved."""
+
+    run_id: int | None
+    n_records: int
+    state: str
+    message: str
+    n_history: int
+    weights: int
+    n_epochs: int
+
+
+class TickView(NamedTuple):
+    """The poll's outputs: few, since each costs per poll even when skipped."""
+
+    status: Any
+    loss_plot: Any
+    acc_plot: Any
+    speed_plot: Any
+    draw_timer: Any  # the Draw tab's re-scoring timer, woken when weights start moving
+    epoch_key: Any  # its change runs epoch_views
+    job_key: Any  # its change runs job_views
+    seen_key: Any  # the TickKey this tab has now seen
+
+
+class EpochView(NamedTuple):
+    figure: Any
+    per_class: Any
+    confusion: Any
+    class_caption: Any
+
+
+class JobView(NamedTuple):
+    message: Any
+    download: Any
+    csv_download: Any
+    png_download: Any
+    history_table: Any
+    history_plot: Any
+    train_timer: Any
+
+
+class TrainTab:
+    """The Train tab's handlers, bound to the job, the predictor and the settings."""
+
+    def __init__(
+        self, job: TrainingJob, predictor: Predictor, settings: AppSettings, explorer: Explorer
+    ) -> None:
+        self.job, self.predictor, self.settings = job, predictor, settings
+        self.explorer = explorer
+
+    # --- training commands --------------------------------------------------------------------
+
+    def _guard(self, token: str | None) -> str | None:
+        if self.settings.may_train(token):
+            return None
+        if self.settings.training == "off":
+            return "Training is disabled on this server; the Draw tab still works."
+        return "Training needs the access token of this server."
+
+    def start(
+        self,
+        preset: str,
+        model: str,
+        epochs: float,
+        batch_size: float,
+        lr: float,
+        schedule: str,
+        augment: float,
+        label_smoothing: float,
+        seed: float,
+        device: str,
+        token: str | None = None,
+    ) -> str:
+        """Start the shared run: the preset's settings with the controls' values on top."""
+        refusal = self._guard(token)
+        if refusal:
+            return refusal
+        try:
+            config = config_from_preset(
+                preset or "fast",
+                model=model,
+                epochs=as_float(epochs, "epochs"),
+                batch_size=as_int(batch_size, "batch size"),
+                lr=as_float(lr, "learning rate"),
+                schedule=schedule,
+                augment=as_int(augment, "augment"),
+                label_smoothing=as_float(label_smoothing, "label smoothing"),
+                seed=as_int(seed, "seed"),
+                device=(device or "auto"),
+                log_every=50,
+                log_seconds=0.25,  # a record (a chart point) 4 times a second, however fast
+                threads=self.settings.train_threads,
+            )
+            ok, message = self.job.start(config)
+        except ConfigError as err:
+            return f"⚠️ {err}"
+        return message if ok else f"⚠️ {message}"
+
+    def pause(self, token: str | None = None) -> str:
+        return self._guard(token) or self.job.pause()[1]
+
+    def resume(self, token: str | None = None) -> str:
+        return self._guard(token) or self.job.resume()[1]
+
+    def stop(self, token: str | None = None) -> str:
+        return self._guard(token) or self.job.stop()[1]
+
+    def reset(self, token: str | None = None) -> str:
+        return self._guard(token) or self.job.reset()[1]
+
+    @staticmethod
+    def apply_preset(name: str) -> PresetView:
+        """The preset's name (kept per tab) and its values for the controls."""
+        config: TrainConfig = config_from_preset(name)
+        return PresetView(name, *(getattr(config, f) for f in PresetView._fields[1:]))
+
+    # --- the dashboard's poll -----------------------------------------------------------------
+
+    def tick(self, seen: TickKey | None, drawing: Any = None) -> TickView:
+        """The poll: status line and charts when the job moved since this tab last looked.
+
+        Each output costs per poll, even a skipped one: Gradio rebuilds a skipped component
+        and its config on the server (~0.3-2 ms each) and the browser re-renders what is
+        sent. So the poll has few outputs, and what changes once per epoch (figure,
+        per-digit view) or per run state (message, downloads, runs, poll interval) follows
+        the hidden epoch_key and job_key in their own change events. `drawing` is the tab's
+        28x28 drawing, if any: only then is there something for the draw timer to re-score.
+        """
+        snap = self.job.snapshot()
+        records = snap.records
+        key = TickKey(
+            snap.run_id,
+            snap.n_records,
+            snap.state,
+            snap.message,
+            snap.n_history,
+            self.predictor.version.number,
+            count(records, "epoch"),
+        )
+        seen = TickKey(*seen) if seen is not None and len(seen) == len(key) else None
+        if seen == key:
+            return skip_all(TickView)
+        charts_moved = seen is None or (seen.run_id, seen.n_records) != (key.run_id, key.n_records)
+        active = snap.state in ACTIVE_STATES
+        return TickView(
+            status=status_markdown(snap),
+            loss_plot=or_none(charts.loss_frame(records)) if charts_moved else gr.skip(),
+            acc_plot=or_none(charts.accuracy_frame(records)) if charts_moved else gr.skip(),
+            speed_plot=or_none(charts.speed_frame(records)) if charts_moved else gr.skip(),
+            draw_timer=wake_rescoring(seen, key, active) if drawing is not None else gr.skip(),
+            epoch_key=f"{key.run_id}/{key.n_epochs}",
+            job_key=f"{key.run_id}/{key.state}/{key.n_history}/{key.message}",
+            seen_key=key,
+        )
+
+    def epoch_views(self) -> EpochView:
+        """After an epoch (or in a new tab): the job's figure and the per-digit view."""
+        snap = self.job.snapshot()
+        class_view = self.explorer.class_view_from(snap) or skip_all(explore.ClassView)
+        return EpochView(gr.Image(value=snap.figure, visible=bool(snap.figure)), *class_view)
+
+    def job_views(self) -> JobView:
+        """When the run's state or message changes (or in a new tab): the job's message,
+        downloads, the runs compared, and the poll's interval.
+
+        The message goes only then, so a button's answer in this tab (say "already running")
+        stays up until the job's own message changes.
+        """
+        snap = self.job.snapshot()
+        exports = snap.exports
+        history = self.explorer.history_view()
+        return JobView(
+            message=snap.message,
+            download=gr.DownloadButton(value=snap.checkpoint, visible=bool(snap.checkpoint)),
+            csv_download=gr.DownloadButton(value=exports.get("csv"), visible="csv" in exports),
+            png_download=gr.DownloadButton(value=exports.get("png"), visible="png" in exports),
+            history_table=history.history_table,
+            history_plot=history.history_plot,
+            train_timer=gr.Timer(value=ACTIVE_TICK if snap.state in ACTIVE_STATES else IDLE_TICK),
+        )
+
+
+def wake_rescoring(seen: TickKey | None, key: TickKey, active: bool) -> Any:
+    """The draw timer's update: on when a run starts or idle weights change, else untouched.
+
+    Only for a tab that holds a drawing. DrawTab.follow_live_weights puts the timer back to
+    sleep once the job is idle and the drawing is up to date. Only transitions are sent, so
+    the timer's interval is never restarted.
+    """
+    if seen is None:
+        return gr.Timer(active=True) if active else gr.skip()
+    was_active = seen.state in ACTIVE_STATES
+    weights_moved = seen.weights != key.weights
+    if (active and not was_active) or (not active and weights_moved):
+        return gr.Timer(active=True)
+    return gr.skip()
+
+
+def build(c: Components, tab: TrainTab, settings: AppSettings) -> None:
+    """Lay out the Train tab into `c` and wire its events."""
+    defaults = config_from_preset("fast")
+    with gr.Tab("Train", id="train"), gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            c.start = gr.Button("Start training", variant="primary", elem_id="start")
+            with gr.Row():
+                c.pause = gr.Button("Pause", size="sm", min_width=60, elem_id="pause")
+                c.resume = gr.Button("Resume", size="sm", min_width=60, elem_id="resume")
+                c.stop = gr.Button("Stop", size="sm", variant="stop", min_width=60, elem_id="stop")
+                c.reset = gr.Button("Reset", size="sm", min_width=60, elem_id="reset")
+            c.message = gr.Markdown(elem_id="message")
+            with gr.Row():
+                c.preset_buttons = {
+                    name: gr.Button(PRESET_LABELS.get(name, name), size="sm", min_width=60)
+                    for name in PRESETS
+                }
+            c.model = gr.Dropdown(list(MODELS), value=defaults.model, label="Model")
+            c.epochs = gr.Slider(
+                0.25,
+                min(50, settings.limits.max_epochs),
+                step=0.25,
+                value=defaults.epochs,
+                label="Epochs",
+            )
+            with gr.Row():
+                c.batch_size = gr.Number(
+                    defaults.batch_size,
+                    precision=0,
+                    minimum=1,
+                    maximum=60000,
+                    label="Batch size",
+                    min_width=100,
+                )
+                c.lr = gr.Number(
+                    defaults.lr, label="Learning rate (peak)", step=1e-4, min_width=100
+                )
+            with gr.Accordion("More settings", open=False):
+                c.schedule = gr.Radio(list(SCHEDULES), value=defaults.schedule, label="Schedule")
+                c.augment = gr.Slider(
+                    0,
+                    4,
+                    step=1,
+                    value=defaults.augment,
+                    label="Augmentation: random shift (px)",
+                )
+                c.label_smoothing = gr.Slider(
+                    0,
+                    0.5,
+                    step=0.05,
+                    value=defaults.label_smoothing,
+                    label="Label smoothing",
+                    info="Target: 1 - s on the label, plus s/10 on every digit",
+                )
+                c.seed = gr.Number(defaults.seed, precision=0, minimum=0, label="Seed")
+                c.device = gr.Dropdown(
+                    available_devices(), value=settings.default_device, label="Device"
+                )
+            c.token = gr.Textbox(
+                label="Access token", type="password", visible=settings.training == "token"
+            )
+        with gr.Column(scale=3):
+            c.status = gr.Markdown("**Idle**", elem_id="status")
+            with gr.Row():
+                c.loss_plot = gr.LinePlot(
+                    x="epoch",
+                    y="log10 loss",
+                    title="Training loss (log₁₀)",
+                    height=240,
+                    elem_id="loss-plot",
+                    label="Loss",
+                    show_label=False,
+                )
+                c.acc_plot = gr.LinePlot(
+                    x="epoch",
+                    y="accuracy",
+                    color="series",
+                    # Both series known from the start: a series that first appears
+                    # in a later update (test, after an epoch) gets no colour/legend.
+                    color_map={"train": "#4c78a8", "test": "#e45756"},
+                    title="Accuracy (%)",
+                    height=240,
+                    elem_id="acc-plot",
+                    label="Accuracy",
+                    show_label=False,
+                )
+            with gr.Row():
+                c.speed_plot = gr.LinePlot(
+                    x="epoch",
+                    y="images/s",
+                    title="Throughput (images/s)",
+                    height=200,
+                    elem_id="speed-plot",
+                    label="Throughput",
+                    show_label=False,
+                )
+                c.figure = gr.Image(  # its title is in the PNG: nothing drawn over it
+                    label="The tutorial's figure",
+                    show_label=False,
+                    buttons=[],
+                    visible=False,
+                    type="filepath",
+                    interactive=False,
+                    elem_id="tutorial-figure",
+                )
+            with gr.Row():
+                c.download = gr.DownloadButton(
+                    "Download checkpoint", visible=False, elem_id="download", size="sm"
+                )
+                c.csv_download = gr.DownloadButton(
+                    "Metrics (CSV)", visible=False, elem_id="csv-download", size="sm"
+                )
+                c.png_download = gr.DownloadButton(
+                    "Figure (PNG)", visible=False, elem_id="png-download", size="sm"
+                )
+            explore.build_per_digit(c)
+            explore.build_compare(c)
+
+    train_api = "public" if settings.training != "off" else "private"
+    for name, button in c.preset_buttons.items():
+        button.click(lambda n=name: tab.apply_preset(n), None, outputs(PresetView, c), **PRIVATE)
+    c.start.click(
+        tab.start,
+        [c.preset, *(getattr(c, name) for name in CONTROLS), c.token],
+        c.message,
+        api_name="start_training",
+        api_visibility=train_api,
+        show_progress="hidden",
+    )
+    for button, fn in (
+        (c.pause, tab.pause),
+        (c.resume, tab.resume),
+        (c.stop, tab.stop),
+        (c.reset, tab.reset),
+    ):
+        button.click(
+            fn,
+            c.token,
+            c.message,
+            api_name=f"{fn.__name__}_training",
+            api_visibility=train_api,
+            show_progress="hidden",
+        )
+
+
+def wire_poll(c: Components, demo: gr.Blocks, tab: TrainTab) -> None:
+    """The poll and the two views it triggers (after both tabs exist: it wakes the Draw tab)."""
+    c.train_timer.tick(  # no queue: one plain request per poll, no event stream
+        tab.tick, [c.seen_key, c.image28], outputs(TickView, c), queue=False, **PRIVATE
+    )
+    demo.load(lambda: tab.tick(None), None, outputs(TickView, c), **PRIVATE)
+    c.epoch_key.change(tab.epoch_views, None, outputs(EpochView, c), **PRIVATE)
+    c.job_key.change(tab.job_views, None, outputs(JobView, c), **PRIVATE)
