@@ -282,8 +282,8 @@ def main() -> None:
     try:
         assert clients.read() == "ready"
         idle = clients.round(args.idle_requests) if args.idle_requests else None
-        controls = dashboard.train.apply_preset("fast")[1:]  # the Train tab's defaults, untouched
-        started = dashboard.train.start("fast", controls[0], args.epochs, *controls[2:], device)
+        defaults = dashboard.train.apply_preset("fast")._asdict()  # the Train tab's, untouched
+        started = dashboard.train.start(**{**defaults, "epochs": args.epochs, "device": device})
         print(f"# training: {started} (fast preset, {args.epochs} epochs)", flush=True)
         deadline = time.monotonic() + 120
         while job.snapshot().latest_step is None:  # data loading, then the first 10 steps
