@@ -1,6 +1,8 @@
 """App settings from the environment: what a local run allows and what a public Space caps.
 
-Locally everything is allowed. On a public deployment set, for example,
+Locally everything is allowed. On a Hugging Face Space (`SPACE_ID` is set) what is not
+configured defaults to safe: training off (or `token` when `MNIST_DEMO_TOKEN` is set), private
+teaching only, capped batch size and runs folder. Set, for example,
 `MNIST_DEMO_TRAINING=token MNIST_DEMO_TOKEN=... MNIST_DEMO_MAX_EPOCHS=5 MNIST_DEMO_MAX_SECONDS=300`.
 """
 
@@ -36,6 +38,14 @@ class AppSettings:
     # "on": each visitor may fine-tune a private copy on their drawings; "off": nobody;
     # "shared": a visitor's fine-tune replaces everyone's Draw model (for a classroom, say)
     teaching: str = "on"
+    max_body: str = "1mb"  # any request but an upload: a drawing's data URL is ~10-30 KB
+    cache_size: str = "2gb"  # uploads and outputs kept on disk; uploads beyond are refused
+    session_idle_seconds: float = 1800.0  # a visitor's state is freed after this long unseen
+    max_sessions: int = 2000  # sessions kept at most (Gradio's own default is 10,000)
+
+    def may_share(self, token: str | None) -> bool:
+        """May this visitor's fine-tune replace everyone's Draw model? Only with training rights."""
+        return self.teaching == "shared" and self.may_train(token)
 
     def may_train(self, token: str | None) -> bool:
         """Server-side check for every state-changing request (start, pause, stop, reset)."""
@@ -68,25 +78,41 @@ def _integer(env: dict[str, str], name: str, default: int, minimum: int) -> int:
     return int(value)
 
 
+def _size(env: dict[str, str], name: str, default: str) -> str:
+    value = (env.get(name) or default).strip()
+    if not re.fullmatch(r"\d+\s*[kmgt]?b", value, re.IGNORECASE):  # Gradio's format
+        raise SettingsError(f"{name}={value!r} is not a size like 5mb")
+    return value
+
+
+def on_space(env: dict[str, str]) -> bool:
+    """Running as a Hugging Face Space: public unless its owner says otherwise."""
+    return bool(env.get("SPACE_ID"))
+
+
 def from_env(env: dict[str, str] | None = None) -> AppSettings:
     """Read MNIST_DEMO_* variables; a bad value raises SettingsError at start-up, not later."""
     env = dict(os.environ if env is None else env)
-    training = env.get("MNIST_DEMO_TRAINING", "on").strip().lower()
+    public = on_space(env)
+    token = env.get("MNIST_DEMO_TOKEN") or None
+    # On a Space nobody trains without the owner's say: with a token only, or not at all.
+    default_training = ("token" if token else "off") if public else "on"
+    training = (env.get("MNIST_DEMO_TRAINING") or default_training).strip().lower()
     if training not in TRAINING_MODES:
         raise SettingsError(f"MNIST_DEMO_TRAINING must be one of {', '.join(TRAINING_MODES)}")
-    teaching = env.get("MNIST_DEMO_TEACHING", "on").strip().lower()
+    teaching = (env.get("MNIST_DEMO_TEACHING") or "on").strip().lower()
     if teaching not in TEACHING_MODES:
         raise SettingsError(f"MNIST_DEMO_TEACHING must be one of {', '.join(TEACHING_MODES)}")
-    token = env.get("MNIST_DEMO_TOKEN") or None
     if training == "token" and not token:
         raise SettingsError("MNIST_DEMO_TRAINING=token needs MNIST_DEMO_TOKEN to be set")
     limits = JobLimits(
         max_epochs=_integer(env, "MNIST_DEMO_MAX_EPOCHS", JobLimits.max_epochs, 1),
         max_seconds=_number(env, "MNIST_DEMO_MAX_SECONDS", math.inf, 1),
+        # a Space caps a training step's memory (the batch size) and the runs folder
+        train_memory=_integer(env, "MNIST_DEMO_TRAIN_MEMORY_MB", 1024 if public else 0, 0) << 20,
+        keep_newest=_integer(env, "MNIST_DEMO_KEEP_RUNS", 10 if public else 50, 0),
     )
-    max_file_size = (env.get("MNIST_DEMO_MAX_FILE_SIZE") or "5mb").strip()
-    if not re.fullmatch(r"\d+\s*[kmgt]?b", max_file_size, re.IGNORECASE):  # Gradio's format
-        raise SettingsError(f"MNIST_DEMO_MAX_FILE_SIZE={max_file_size!r} is not a size like 5mb")
+    max_file_size = _size(env, "MNIST_DEMO_MAX_FILE_SIZE", "5mb")
     runs_dir = checkpoints.runs_dir(env)
     return AppSettings(
         training=training,
@@ -97,4 +123,8 @@ def from_env(env: dict[str, str] | None = None) -> AppSettings:
         queue_size=_integer(env, "MNIST_DEMO_QUEUE_SIZE", 64, 1),
         train_threads=_integer(env, "MNIST_DEMO_TRAIN_THREADS", 0, 0),
         teaching=teaching,
+        max_body=_size(env, "MNIST_DEMO_MAX_BODY", "1mb"),
+        cache_size=_size(env, "MNIST_DEMO_CACHE_SIZE", "500mb" if public else "2gb"),
+        session_idle_seconds=_number(env, "MNIST_DEMO_SESSION_IDLE_SECONDS", 1800, 10),
+        max_sessions=_integer(env, "MNIST_DEMO_MAX_SESSIONS", 2000, 10),
     )
