@@ -160,20 +160,22 @@ class RunHistory:
                 log.warning("could not move %s aside: %s", self.path, move_err)
             return []
 
-    def _save(self) -> None:
-        """Write atomically, like a checkpoint: a crash leaves the old file or the new one."""
+    def _save(self) -> bool:
+        """Write atomically, like a checkpoint: a crash or a full disk leaves the old file."""
         payload = {"format": FORMAT, "runs": [asdict(run) for run in self._runs]}
         try:
             atomic_write_bytes(self.path, json.dumps(payload, indent=1).encode("utf-8"))
         except OSError as err:
             # Kept in memory for this session; failing the run over a chart would be worse.
             log.error("could not save run history to %s: %s", self.path, err)
+            return False
+        return True
 
-    def add(self, summary: RunSummary) -> None:
-        """Append a run (dropping the oldest beyond `limit`) and save."""
+    def add(self, summary: RunSummary) -> bool:
+        """Append a run (dropping the oldest beyond `limit`) and save; False if not saved."""
         with self._lock:
             self._runs = [*self._runs, summary][-self.limit :]
-            self._save()
+            return self._save()
 
     def runs(self) -> list[RunSummary]:
         """All kept runs, oldest first."""

@@ -20,6 +20,8 @@ from typing import Any
 from torch import nn
 
 from . import checkpoints
+from . import limits as caps
+from .draw_model import GOOD_ACCURACY
 from .history import RunHistory, summarise
 from .predict import Predictor
 from .records import (
@@ -51,6 +53,9 @@ class State(str, Enum):
 
 ACTIVE = (State.RUNNING, State.PAUSED, State.STOPPING)
 TRAINING_NICENESS = 10  # 0 = as important as serving requests; 19 = only idle time
+# percent: a run that tests below this (a diverged lr 10 run reads ~10%) is saved but never
+# becomes the Draw tab's model; the same floor draw_model applies after a restart
+ADOPT_ACCURACY = GOOD_ACCURACY
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,9 @@ class JobLimits:
     max_epochs: int = MAX_EPOCHS  # a server may cap runs lower than the config allows
     max_seconds: float = math.inf  # wall-clock budget of one job, pauses excluded
     publish_interval: float = 0.5  # seconds between live-weight publications to the Predictor
+    train_memory: int = 0  # bytes one training step may use (caps the batch size); 0 = no cap
+    keep_newest: int = 0  # runs whose files the runs folder keeps (0 = all)...
+    keep_best: int = 3  # ...plus the best this many by test accuracy
 
 
 @dataclass
@@ -105,6 +113,8 @@ class _Run:
     # None, not 0.0, means "never": time.monotonic() starts near 0 at boot, so a clock value
     # is no sentinel. The run's first step record always publishes.
     last_publish: float | None = None
+    # the Draw tab's weights before this run: given back if the run is not adopted
+    previous_weights: tuple[str, dict, Any] | None = None
 
 
 class TrainingJob:
@@ -123,8 +133,9 @@ class TrainingJob:
         self._state = State.IDLE
         self._run = _Run()
         self.history = RunHistory(self.runs_dir / "history.json")
-        # Run ids go on from the saved history, so a restart never reuses a checkpoint name.
-        self._run_id = self.history.next_run_id() - 1
+        # Run ids go on from the saved history and from the files present: a kill between a
+        # checkpoint's save and the history's write must not let the next run overwrite it.
+        self._run_id = max(self.history.next_run_id() - 1, caps.largest_run_id(self.runs_dir))
         self._n_history = len(self.history.runs())
         self._message = "Ready. Press Start to train."
         self._thread: threading.Thread | None = None
@@ -136,16 +147,26 @@ class TrainingJob:
         config.validate()
         if config.epochs > self.limits.max_epochs:
             raise ConfigError(f"epochs are capped at {self.limits.max_epochs} on this server")
+        if self.limits.train_memory:
+            cap = caps.max_batch_size(config.model, self.limits.train_memory)
+            if config.batch_size > cap:
+                raise ConfigError(
+                    f"batch size {config.batch_size} does not fit this server's training memory "
+                    f"({self.limits.train_memory / 2**30:.1f} GB): the {config.model} model "
+                    f"trains with batches of up to {cap}"
+                )
         with self._lock:
             if self._state in ACTIVE:
                 return False, f"A training run is already {self._state.value}; stop it first."
-            self._run_id += 1
+            # never a number a file already has (one may have appeared since start-up)
+            self._run_id = max(self._run_id, caps.largest_run_id(self.runs_dir)) + 1
             self._state = State.RUNNING
             run = self._run = _Run(
                 config=config,
                 control=Control(),
                 files=RunFiles.of(self.runs_dir, self._run_id, config.model),
                 started_at=time.monotonic(),
+                previous_weights=self.predictor.weights() if self.predictor else None,
             )
             self._message = f"Run {self._run_id} started."
             self._thread = threading.Thread(
@@ -274,24 +295,27 @@ class TrainingJob:
                 self._state = State.FAILED
                 self._message = f"Training failed: {err}"
             return
-        saved = None
+        saved, save_error = None, None
         if result.epochs_completed:
-            saved = files.save_checkpoint(result)
-            self._publish(
-                run,
-                result.model,
-                f"training run {run_id}, epoch {result.epochs_completed} (final)",
-                saved,
-            )
+            try:
+                saved = files.save_checkpoint(result)
+            except OSError as err:
+                save_error = err.strerror or str(err)
             with self._lock:
                 evaluation = run.evaluation
             if saved is not None and evaluation is not None:
                 files.cache_probabilities(saved, evaluation[1].probabilities.numpy())
+        adopted = self._adopt(run, result, run_id, saved, save_error)
         state = "stopped" if result.stopped else "finished"
         summary = summarise(run_id, result.history, state, result.device)
+        history_saved = True
         if summary is not None:
-            self.history.add(summary)  # logs, never raises, when the file cannot be written
+            history_saved = self.history.add(summary)  # False when the file cannot be written
         exports = files.export(result.history) if result.epochs_completed else {}
+        self._prune()
+        notes = [adopted]
+        if not history_saved:
+            notes.append("The run history could not be saved (disk full?); earlier runs are kept.")
         with self._lock:
             run.checkpoint = saved
             run.exports = exports
@@ -307,8 +331,59 @@ class TrainingJob:
                 epochs = f"{result.epochs_completed} epoch" + "s" * (result.epochs_completed != 1)
                 self._message = (
                     f"Finished {epochs} in {result.train_seconds:.1f}s of training; "
-                    f"test accuracy {acc}. The Draw tab now uses these weights."
+                    f"test accuracy {acc}."
                 )
+            self._message = " ".join([self._message, *filter(None, notes)])
+
+    def _adopt(
+        self,
+        run: _Run,
+        result: Any,
+        run_id: int,
+        saved: Path | None,
+        save_error: str | None,
+    ) -> str:
+        """Make the run the Draw tab's model if it was saved and tested well; say what happened.
+
+        Its live weights were shown while it trained; a run that is not adopted gives the
+        Draw tab back the weights it had before the run started.
+        """
+        accuracy = result.test_accuracy
+        if not result.epochs_completed:
+            reason = "it did not complete an epoch"
+        elif saved is None:
+            reason = f"its checkpoint could not be saved ({save_error or 'unknown error'})"
+        elif accuracy is None or accuracy < ADOPT_ACCURACY:
+            reason = f"it tested below {ADOPT_ACCURACY:.0f}%"
+        else:
+            self._publish(
+                run,
+                result.model,
+                f"training run {run_id}, epoch {result.epochs_completed} (final)",
+                saved,
+            )
+            return "The Draw tab now uses these weights."
+        kept = self._restore_previous_weights(run)
+        return f"The Draw tab keeps {kept}: this run was not adopted because {reason}."
+
+    def _restore_previous_weights(self, run: _Run) -> str:
+        previous = run.previous_weights
+        if self.predictor is None or previous is None:
+            return "its previous weights"
+        model_name, state_dict, version = previous
+        self.predictor.set_weights(model_name, state_dict, version.label, version.source)
+        return version.label
+
+    def _prune(self) -> None:
+        """Keep the runs folder within its cap, never touching the Draw tab's checkpoint."""
+        if not self.limits.keep_newest:
+            return
+        source = self.predictor.version.source if self.predictor is not None else None
+        protect = [i for i in [caps.run_id_of(source) if source else None] if i is not None]
+        accuracy = {run.run_id: run.best_test_accuracy for run in self.history.runs()}
+        caps.prune_runs(
+            self.runs_dir, accuracy, self.limits.keep_newest, self.limits.keep_best, protect
+        )
 
     def _on_record(self, record: Record, model: nn.Module, run: _Run, run_id: int) -> None:
         record = {**record, "run_id": run_id, "wall": round(time.monotonic() - run.started_at, 3)}

@@ -2,8 +2,9 @@
 
 `runs/run-<id>-<model>.pt` (weights), `.png` (the tutorial's figure, redrawn each epoch),
 `.csv` (every metric record) and the checkpoint's cached test probabilities next to it.
-Every write is atomic (a crash leaves the old file or the new one) and only logs on failure:
-a full disk must not fail a run that trained.
+Every write is atomic (a crash leaves the old file or the new one). Exports only log on
+failure (a full disk must not fail a run that trained); a checkpoint that cannot be saved
+raises, and the job says so.
 """
 
 from __future__ import annotations
@@ -45,13 +46,14 @@ class RunFiles:
     def csv(self) -> Path:
         return self.stem.with_suffix(".csv")
 
-    def save_checkpoint(self, result: TrainResult) -> Path | None:
-        """The run's weights with what produced them; None if they could not be written."""
+    def save_checkpoint(self, result: TrainResult) -> Path:
+        """The run's weights with what produced them; OSError (logged) if they cannot be
+        written, so the job can say why the run was not adopted."""
         try:
             return save_result(self.checkpoint, result)
         except OSError as err:
             log.error("could not save %s: %s", self.checkpoint.name, err)
-            return None
+            raise
 
     def draw_figure(self, records: Sequence[Record]) -> Path | None:
         """The tutorial's figure of `records` (matplotlib: ~100-250 ms); None on failure."""

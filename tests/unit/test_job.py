@@ -219,7 +219,8 @@ def test_stop_mid_epoch_ends_the_run_without_a_checkpoint(job, config, gates, tm
 
     snap = job.snapshot()
     assert snap.state == "stopped"
-    assert snap.message == "Stopped after 3 steps; test accuracy n/a."
+    assert snap.message.startswith("Stopped after 3 steps; test accuracy n/a. The Draw tab keeps")
+    assert "not adopted because it did not complete an epoch" in snap.message
     assert steps(snap.records) == [1, 2, 3]
     assert snap.latest_epoch is None and snap.checkpoint is None
     assert not (tmp_path / "runs").exists()  # nothing half-trained is saved

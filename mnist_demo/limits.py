@@ -1,0 +1,176 @@
+"""Caps that keep one process serving everyone, whatever a single visitor sends.
+
+Engine side only (no Gradio, no web framework): how many image pixels may be decoded at once,
+how big a training batch fits in memory, how many visitors' fine-tunes may wait, and which
+finished runs the runs folder keeps. guards.py applies the web-side caps.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class Busy(RuntimeError):
+    """A shared resource stayed taken for longer than a request may wait; try again later."""
+
+
+class PixelBudget:
+    """Bounds the memory of image decodes running at once, whoever sends them.
+
+    A request holds `pixels x bands` of the budget while it decodes and shrinks its image:
+    a 40-megapixel RGBA PNG peaks at ~300 MB of RSS in sketch.py (measured, BENCHMARKS.md),
+    so 40 of them at once took 11.5 GB. Beyond the budget a request waits up to `wait`
+    seconds, then is refused; a drawing (280x280) never waits behind more than the budget.
+    """
+
+    def __init__(self, units: int, wait: float = 10.0) -> None:
+        if units < 1:
+            raise ValueError(f"budget must be positive, got {units}")
+        self.units, self.wait = units, wait
+        self._used = 0
+        self._cond = threading.Condition()
+
+    @property
+    def used(self) -> int:
+        with self._cond:
+            return self._used
+
+    @contextmanager
+    def hold(self, units: int) -> Iterator[None]:
+        """Take `units` for the block; Busy if they do not free up within `wait` seconds."""
+        units = max(0, min(int(units), self.units))  # one image up to the budget always fits alone
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._used + units <= self.units, self.wait):
+                raise Busy("the server is busy reading other large images")
+            self._used += units
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._used -= units
+                self._cond.notify_all()
+
+
+# One per process: the memory it guards is the process's. Two 40-megapixel RGBA images
+# (~600 MB) decode at once; anything more waits, then is refused.
+DECODE_BUDGET = PixelBudget(2 * 40_000_000 * 4)
+
+
+class FineTuneGate:
+    """One fine-tune runs; at most `max_waiting` more wait; the rest are refused at once.
+
+    Gradio's queue is shared by every event: 70 abandoned fine-tune requests (joined, never
+    read) filled it for ~10 minutes. With this gate behind a generous concurrency limit, each
+    extra request costs a refusal of a few milliseconds, and no request waits longer than the
+    fine-tunes ahead of it (`max_waiting` x the fine-tune's own time cap).
+    """
+
+    def __init__(self, max_waiting: int = 2, wait: float = 60.0) -> None:
+        self.max_waiting, self.wait = max_waiting, wait
+        self._admitted = 0  # running + waiting
+        self._count_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Run the block when this request's turn comes; Busy if too many wait already."""
+        with self._count_lock:
+            if self._admitted > self.max_waiting:
+                raise Busy(f"{self._admitted} fine-tunes are running or waiting")
+            self._admitted += 1
+        try:
+            if not self._run_lock.acquire(timeout=self.wait):
+                raise Busy("the fine-tunes ahead took too long")
+            try:
+                yield
+            finally:
+                self._run_lock.release()
+        finally:
+            with self._count_lock:
+                self._admitted -= 1
+
+
+# --- training memory ----------------------------------------------------------------------------
+
+# Bytes of RSS one training image costs per step on the CPU. The app's loop at batch 16384
+# (tutorial CNN) took RSS from 1.9 to 14 GB: ~740 KB an image (activations, gradients, the CPU
+# replicas' copies). A bare forward/backward/Adam step costs 191 KB an image for the tutorial
+# CNN and 857 KB for the improved one (batch 1024 minus 64, measured); the improved model's
+# figure is the tutorial's scaled by that ratio. A model not listed uses the larger one.
+TRAIN_BYTES_PER_IMAGE = {"tutorial": 750_000, "improved": 3_300_000}
+
+
+def max_batch_size(model: str, memory_bytes: int) -> int:
+    """The largest batch whose step fits in `memory_bytes` (at least 1)."""
+    per_image = TRAIN_BYTES_PER_IMAGE.get(model, max(TRAIN_BYTES_PER_IMAGE.values()))
+    return max(1, memory_bytes // per_image)
+
+
+# --- the runs folder ----------------------------------------------------------------------------
+
+RUN_FILE = re.compile(r"run-(\d+)-")
+
+
+def run_id_of(path: Path) -> int | None:
+    """The run number in a runs-folder file name ('run-12-tutorial.pt' -> 12), else None."""
+    match = RUN_FILE.match(path.name.lstrip("."))
+    return int(match.group(1)) if match else None
+
+
+def largest_run_id(runs_dir: Path) -> int:
+    """The largest run number of any file in the folder (0 if none), half-written ones too."""
+    if not runs_dir.is_dir():
+        return 0
+    ids = (run_id_of(path) for path in runs_dir.iterdir())
+    return max((i for i in ids if i is not None), default=0)
+
+
+def runs_to_delete(
+    run_ids: Iterable[int],
+    accuracy: dict[int, float],
+    keep_newest: int,
+    keep_best: int,
+    protect: Iterable[int] = (),
+) -> set[int]:
+    """Which runs go: all but the newest `keep_newest`, the best `keep_best` and `protect`."""
+    ids = sorted(set(run_ids))
+    keep = set(ids[-keep_newest:] if keep_newest > 0 else [])
+    ranked = sorted((i for i in ids if i in accuracy), key=lambda i: (-accuracy[i], -i))
+    keep |= set(ranked[:keep_best])
+    keep |= set(protect)
+    return set(ids) - keep
+
+
+def prune_runs(
+    runs_dir: Path,
+    accuracy: dict[int, float],
+    keep_newest: int,
+    keep_best: int,
+    protect: Iterable[int] = (),
+) -> list[Path]:
+    """Delete the files of runs beyond the caps (runs_to_delete); return what was deleted."""
+    if not runs_dir.is_dir() or keep_newest <= 0:  # 0: keep everything
+        return []
+    files: dict[int, list[Path]] = {}
+    for path in runs_dir.iterdir():
+        run_id = run_id_of(path)
+        if run_id is not None and not path.name.startswith("."):
+            files.setdefault(run_id, []).append(path)
+    deleted = []
+    for run_id in sorted(runs_to_delete(files, accuracy, keep_newest, keep_best, protect)):
+        for path in files[run_id]:
+            try:
+                path.unlink()
+                deleted.append(path)
+            except OSError as err:
+                log.warning("could not delete old run file %s: %s", path.name, err)
+    if deleted:
+        log.info("runs folder cap: deleted %d files of old runs", len(deleted))
+    return deleted
