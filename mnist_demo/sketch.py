@@ -20,6 +20,8 @@ from typing import Any, TypeAlias
 import numpy as np
 from PIL import Image
 
+from .limits import DECODE_BUDGET, Busy
+
 log = logging.getLogger(__name__)
 
 MIN_SIDE = 8  # below this there is no room for a recognisable digit
@@ -127,11 +129,36 @@ def _open_file(path: str | os.PathLike[str] | io.BytesIO, name: str | None = Non
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         if isinstance(err, SketchError):
             raise
-        raise SketchError(f"cannot read image file {name}: {err}") from err
+        detail = str(err)
+        if not isinstance(path, io.BytesIO):
+            detail = detail.replace(os.fspath(path), name)  # no server folders in messages
+        raise SketchError(f"cannot read image file {name}: {detail}") from err
 
 
 def _as_array(obj: Any) -> tuple[np.ndarray, float]:
-    """Any image-like -> (H, W, C) array and the value that means full intensity."""
+    """Any image-like -> (H, W, C) array and the value that means full intensity.
+
+    Files and bytes are decoded and shrunk within the process's pixel budget (limits.py).
+    """
+    if isinstance(obj, (str, os.PathLike, bytes)):
+        source = io.BytesIO(obj) if isinstance(obj, bytes) else obj
+        try:
+            with Image.open(source) as im:  # the header only: the size and bands it will take
+                units = im.size[0] * im.size[1] * len(im.getbands())
+        except Exception:  # unreadable: _open_file says why, within no budget
+            units = 0
+        try:
+            with DECODE_BUDGET.hold(units):
+                return _decoded(obj)
+        except Busy:
+            raise SketchError(
+                "The server is busy reading other large images: try again in a moment, "
+                "or send a smaller image."
+            ) from None
+    return _decoded(obj)
+
+
+def _decoded(obj: Any) -> tuple[np.ndarray, float]:
     if isinstance(obj, (str, os.PathLike)):
         arr = _open_file(obj)
     elif isinstance(obj, bytes):
