@@ -78,6 +78,12 @@ class FineTuneGate:
         self._count_lock = threading.Lock()
         self._run_lock = threading.Lock()
 
+    @property
+    def admitted(self) -> int:
+        """Requests running or waiting now."""
+        with self._count_lock:
+            return self._admitted
+
     @contextmanager
     def turn(self) -> Iterator[None]:
         """Run the block when this request's turn comes; Busy if too many wait already."""

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
-from . import draw_model
+from . import draw_model, guards
 from .job import TrainingJob
 from .predict import Predictor
 from .settings import AppSettings
@@ -44,6 +45,30 @@ QUIET_GRADIO_ANALYTICS = {
 }
 
 
+# Every queued event has a concurrency limit: with None, 40 large images decoded at once took
+# 11.5 GB. 4 per event keeps both cores busy with short requests; the pixel budget (limits.py)
+# bounds what those few may decode together.
+EVENT_CONCURRENCY = 4
+# Uploads and outputs Gradio copies into its cache: checked every 10 minutes, deleted after an
+# hour (and all at shutdown). A visitor's page re-fetches nothing older than its last update.
+DELETE_CACHE = (600, 3600)
+
+
+def bound(demo: gr.Blocks, settings: AppSettings) -> None:
+    """Caps on what Gradio does with requests, applied to the built app before it is queued.
+
+    Every event gets a concurrency limit, every number input a readable type check, and the
+    cache a deletion schedule. The body-size middleware and session cap are in launch_kwargs.
+    """
+    for fn in demo.fns.values():
+        if fn.concurrency_limit is None:
+            fn.concurrency_limit = EVENT_CONCURRENCY
+    for block in demo.blocks.values():
+        if isinstance(block, (gr.Number, gr.Slider)) and block.interactive is not False:
+            guards.strict_number(block, block.label or "a number")
+    demo.delete_cache = DELETE_CACHE
+
+
 def create(settings: AppSettings) -> tuple[gr.Blocks, Dashboard]:
     for name, value in QUIET_GRADIO_ANALYTICS.items():
         os.environ.setdefault(name, value)  # read when the queue is made, below
@@ -53,12 +78,14 @@ def create(settings: AppSettings) -> tuple[gr.Blocks, Dashboard]:
     dashboard = Dashboard(job, predictor, settings)
     log.debug("warm-up drawing read as %s", dashboard.draw.warm_up())
     demo = build_app(dashboard)
-    demo.queue(max_size=settings.queue_size, default_concurrency_limit=4)
+    bound(demo, settings)
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=EVENT_CONCURRENCY)
+    guards.SessionSweeper(demo, idle=settings.session_idle_seconds).start()
     return demo, dashboard
 
 
 def launch_kwargs(settings: AppSettings) -> dict[str, Any]:
-    """Options every launch uses: looks, upload cap, no monitoring dashboard.
+    """Options every launch uses: looks, upload and body caps, sessions kept, no monitoring.
 
     The runs folder may be outside the working directory (a Space's persistent /data): its
     checkpoints, exports and figures are served from there.
@@ -68,6 +95,8 @@ def launch_kwargs(settings: AppSettings) -> dict[str, Any]:
         theme=THEME,
         css=CSS,
         max_file_size=settings.max_file_size,
+        app_kwargs=guards.app_kwargs(settings, get_upload_folder()),
+        state_session_capacity=settings.max_sessions,
         enable_monitoring=False,
         footer_links=["api"],
     )

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 MAX_EPOCHS = 200
 MIN_EPOCHS = 0.1
 MAX_LR = 10.0
+MIN_LR = 1e-7  # below this Adam does not move float32 weights (1e-320 is a subnormal typo)
 SCHEDULES = ("onecycle", "constant")
 CPU_PARALLEL = ("auto", "threads", "replicas")
 
@@ -86,8 +87,8 @@ class TrainConfig:
                 f"batch size must be an integer from 1 to 60000, got {self.batch_size!r}",
             ),
             (
-                _finite(self.lr) and 0 < self.lr <= MAX_LR,
-                f"learning rate must be a number in (0, {MAX_LR}], got {self.lr!r}",
+                _finite(self.lr) and MIN_LR <= self.lr <= MAX_LR,
+                f"learning rate must be a number from {MIN_LR:g} to {MAX_LR:g}, got {self.lr!r}",
             ),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (_finite(self.beta1) and 0 <= self.beta1 < 1, "beta1 must be in [0, 1)"),

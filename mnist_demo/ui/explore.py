@@ -23,12 +23,17 @@ from .. import charts, checkpoints, insight, teach
 from ..checkpoints import Checkpoint
 from ..data import load_mnist
 from ..job import ACTIVE, Snapshot, TrainingJob
+from ..limits import Busy, FineTuneGate
 from ..predict import Prediction, Predictor, WeightsVersion
 from ..records import epoch_position
 from ..settings import AppSettings
 from .common import PRIVATE, Components, outputs, skip_all
 
 log = logging.getLogger(__name__)
+
+# workers for fine-tune requests: 1 running + 2 waiting in the gate, and spares that refuse
+# the rest at once, so abandoned requests drain from the shared queue in milliseconds
+FINE_TUNE_WORKERS = 6
 
 GALLERY_SIZE = 24  # misread test digits shown for one (true, read as) pair
 SPARK_POINTS = 300  # per drawing: one point per re-scoring, about one a second
@@ -151,6 +156,7 @@ class Explorer:
         self.job, self.predictor, self.settings = job, predictor, settings
         self._lock = threading.Lock()
         self._baseline: tuple[int, str, np.ndarray] | None = None  # version, label, probs
+        self.fine_tunes = FineTuneGate()  # one runs, two wait, the rest are told to come back
 
     # --- per-digit view (Train tab) -----------------------------------------------------------
 
@@ -360,14 +366,26 @@ class Explorer:
     def clear_examples(self, personal: teach.PersonalSet) -> ExamplesView:
         return ExamplesView(teach.PersonalSet(), [], personal.clear())
 
-    def fine_tune(self, personal: teach.PersonalSet) -> FineTuneView:
-        """Fine-tune a private copy of the shared weights on MNIST + this visitor's drawings."""
+    def fine_tune(self, personal: teach.PersonalSet, token: str | None = None) -> FineTuneView:
+        """Fine-tune a private copy of the shared weights on MNIST + this visitor's drawings.
+
+        In shared mode the result replaces everyone's Draw model, but only for a visitor who
+        may train (the access token when training is token-protected).
+        """
         if self.settings.teaching == "off":
             return FineTuneView(gr.skip(), gr.skip(), "Teaching is turned off on this server.")
         if len(personal) == 0:
             return FineTuneView(
                 gr.skip(), gr.skip(), "Add at least one drawing with its label first."
             )
+        try:
+            with self.fine_tunes.turn():
+                return self._fine_tune(personal, token)
+        except Busy:
+            busy = "Other visitors' fine-tunes are running; try again in a minute."
+            return FineTuneView(gr.skip(), gr.skip(), busy)
+
+    def _fine_tune(self, personal: teach.PersonalSet, token: str | None) -> FineTuneView:
         model_name, state_dict, version = self.predictor.weights()
         train, test = load_mnist()
         try:
@@ -390,7 +408,11 @@ class Explorer:
             threads=1,
         )
         message = result.summary()
-        if self.settings.teaching == "shared":
+        if self.settings.teaching == "shared" and not self.settings.may_share(token):
+            message += (
+                " Only you see this model: replacing everyone's needs the access token (Train tab)."
+            )
+        elif self.settings.teaching == "shared":
             self.predictor.set_weights(
                 result.model_name, result.state_dict, "the shared model, fine-tuned by a visitor"
             )
@@ -535,11 +557,11 @@ def wire_teach(c: Components, explorer: Explorer, redraw: Callable[[Any], Any]) 
         **PRIVATE,
     )
     c.teach_clear.click(explorer.clear_examples, c.personal, outputs(ExamplesView, c), **PRIVATE)
-    tune = c.teach_tune.click(  # one fine-tune at a time: the rest queue behind it
+    tune = c.teach_tune.click(  # one fine-tune at a time, two wait: Explorer.fine_tunes
         explorer.fine_tune,
-        c.personal,
+        [c.personal, c.token],  # the Train tab's token: shared teaching needs training rights
         outputs(FineTuneView, c),
-        concurrency_limit=1,
+        concurrency_limit=FINE_TUNE_WORKERS,
         concurrency_id="fine-tune",
         api_visibility="private",
     )

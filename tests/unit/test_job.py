@@ -520,3 +520,108 @@ def test_the_training_thread_yields_the_cpu_to_requests():
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < seen[0], (
         "only the training thread is lowered, not the server's"
     )
+
+
+# --- what a public server must survive (issue 15) -----------------------------------------------
+
+
+def test_a_run_below_the_floor_is_saved_but_not_adopted(job, config, predictor, monkeypatch):
+    monkeypatch.setattr(job_module, "ADOPT_ACCURACY", 101.0)  # no run can reach it
+    job.start(config)
+    finish(job)
+
+    snap = job.snapshot()
+    assert snap.checkpoint is not None and Path(snap.checkpoint).exists()
+    assert "not adopted because it tested below 101%" in snap.message
+    assert "now uses these weights" not in snap.message
+    assert predictor.version.label == "initial"  # the live weights were taken back
+
+
+def test_a_run_at_the_floor_becomes_the_draw_model(job, config, predictor, monkeypatch):
+    monkeypatch.setattr(job_module, "ADOPT_ACCURACY", 0.0)
+    job.start(config)
+    finish(job)
+
+    assert job.snapshot().message.endswith("The Draw tab now uses these weights.")
+    assert predictor.version.label == "training run 1, epoch 1 (final)"
+    assert predictor.version.source == Path(job.snapshot().checkpoint)
+
+
+def test_a_run_whose_checkpoint_cannot_be_written_is_not_adopted(
+    job, config, predictor, monkeypatch
+):
+    monkeypatch.setattr(job_module, "ADOPT_ACCURACY", 0.0)
+
+    def disk_full(path, result):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(job_module, "save_result", disk_full)
+    job.start(config)
+    finish(job)
+
+    message = job.snapshot().message
+    assert "could not be saved (No space left on device)" in message
+    assert "now uses these weights" not in message
+    assert predictor.version.label == "initial" and job.snapshot().checkpoint is None
+
+
+def test_a_history_that_cannot_be_written_is_reported_and_the_old_file_kept(
+    job, config, tmp_path, monkeypatch
+):
+    job.start(config)
+    finish(job)
+    saved = (tmp_path / "runs" / "history.json").read_bytes()
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("mnist_demo.history.atomic_write_bytes", disk_full)
+    job.start(config)
+    finish(job)
+
+    assert "run history could not be saved" in job.snapshot().message
+    assert (tmp_path / "runs" / "history.json").read_bytes() == saved  # run 1 survives a restart
+
+
+def test_run_ids_skip_numbers_that_files_on_disk_already_have(new_job, config, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    # killed after the checkpoint's save, before the history's write: no history, one file
+    (runs / "run-1-tutorial.pt").write_bytes(b"the Draw tab's weights")
+    job = new_job()
+    job.start(config)
+    finish(job)
+    (runs / "run-5-improved.csv").write_bytes(b"")  # appeared while the server ran
+    job.start(config)
+    finish(job)
+
+    assert job.snapshot().run_id == 6
+    assert (runs / "run-1-tutorial.pt").read_bytes() == b"the Draw tab's weights"
+    assert (runs / "run-2-tutorial.pt").exists()
+
+
+def test_a_batch_beyond_the_servers_training_memory_is_refused(new_job, make_config):
+    job = new_job(train_memory=256 << 20)
+
+    with pytest.raises(ConfigError, match=r"batch size 16384 does not fit .* up to \d+"):
+        job.start(make_config(batch_size=16384))
+    assert job.state is State.IDLE and training_threads() == []
+
+
+def test_the_runs_folder_keeps_the_newest_and_best_and_the_draw_models(
+    new_job, config, tmp_path, predictor, monkeypatch
+):
+    monkeypatch.setattr(job_module, "ADOPT_ACCURACY", 0.0)
+    job = new_job(keep_newest=2, keep_best=0)
+    for _ in range(2):
+        job.start(config)
+        finish(job)
+    monkeypatch.setattr(job_module, "ADOPT_ACCURACY", 101.0)  # runs 3 and 4 are not adopted
+    for _ in range(2):
+        job.start(config)
+        finish(job)
+
+    kept = sorted(p.name for p in (tmp_path / "runs").glob("run-*.pt"))
+    # the newest two, and run 2: the Draw tab still answers with it
+    assert kept == ["run-2-tutorial.pt", "run-3-tutorial.pt", "run-4-tutorial.pt"]
+    assert predictor.version.source == tmp_path / "runs" / "run-2-tutorial.pt"

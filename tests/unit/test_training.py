@@ -47,6 +47,7 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is pr
     ("changes", "message"),
     [
         (dict(lr=0.0), "learning rate"),
+        (dict(lr=1e-320), "learning rate"),  # a subnormal: Adam would never move
         (dict(lr=-1e-3), "learning rate"),
         (dict(lr=float("nan")), "learning rate"),
         (dict(lr=float("inf")), "learning rate"),

@@ -1,0 +1,227 @@
+"""Web-side caps: request sizes, the upload cache, idle sessions and readable type errors.
+
+Gradio 6.31 accepts any request body (a 60 MB drawing went into a visitor's session), keeps
+every session until 10,000 exist (a session without a browser is never closed), caps upload
+size per file only (20 files of 5 MB in one request were kept) and answers a wrongly typed
+value with HTTP 500 and no message. These guards sit around the app Gradio builds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio.utils import _parse_file_size
+
+log = logging.getLogger(__name__)
+
+UPLOAD_PATH = "/gradio_api/upload"
+MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing allowed on top of one file
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over a size with 413, before Gradio reads them.
+
+    An upload may carry one file up to `max_file` (plus framing); any other request (a queue
+    join, a drawing's data URL) `max_body`. Bodies are counted as they arrive, so a chunked
+    request without a Content-Length is cut off too. Uploads are also refused (507) while the
+    upload cache holds `cache_bytes` or more, until Gradio's delete_cache frees it.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        max_body: int,
+        max_file: int,
+        cache_dir: str | None = None,
+        cache_bytes: int | None = None,
+    ) -> None:
+        self.app, self.max_body, self.max_upload = app, max_body, max_file + MULTIPART_SLACK
+        self.cache = CacheMeter(Path(cache_dir), cache_bytes) if cache_dir and cache_bytes else None
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        upload = scope.get("path", "").endswith(UPLOAD_PATH)
+        limit = self.max_upload if upload else self.max_body
+        if upload and self.cache is not None and self.cache.full():
+            return await _refuse(send, 507, "The upload cache is full; try again in a while.")
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _refuse(send, 413, f"Request too large (limit {limit:,} bytes).")
+        received, started = 0, False
+
+        async def counted_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge
+            return message
+
+        async def tracked_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _TooLarge:
+            if not started:
+                await _refuse(send, 413, f"Request too large (limit {limit:,} bytes).")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _refuse(send: Callable, status: int, text: str) -> None:
+    body = text.encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"%d" % len(body)),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class CacheMeter:
+    """The size of a folder tree, re-measured at most once a second (uploads are bursty)."""
+
+    def __init__(self, folder: Path, limit: int, every: float = 1.0) -> None:
+        self.folder, self.limit, self.every = folder, limit, every
+        self._measured_at, self._size = -float("inf"), 0
+        self._lock = threading.Lock()
+
+    def size(self) -> int:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._measured_at >= self.every:
+                self._size, self._measured_at = folder_bytes(self.folder), now
+            return self._size
+
+    def full(self) -> bool:
+        return self.size() >= self.limit
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the regular files under `folder` (0 if it does not exist)."""
+    total = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):  # deleted meanwhile
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def app_kwargs(settings: Any, cache_dir: str) -> dict[str, Any]:
+    """FastAPI arguments for demo.launch(app_kwargs=...): the body-size middleware."""
+    from starlette.middleware import Middleware
+
+    middleware = Middleware(
+        BodyLimit,
+        max_body=_parse_file_size(settings.max_body),
+        max_file=_parse_file_size(settings.max_file_size),
+        cache_dir=cache_dir,
+        cache_bytes=_parse_file_size(settings.cache_size),
+    )
+    return {"middleware": [middleware]}
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+class SessionSweeper:
+    """Forget sessions not seen for `idle` seconds (closed tabs after `closed` seconds).
+
+    Gradio keeps each session's state and a copy of every input it was sent (a 7 MB data URL
+    stayed, per session, for good) until 10,000 sessions exist; it marks a session closed
+    when its tab disconnects but frees only gr.State values, an hour later. An open tab polls
+    every few seconds, so `idle` only catches scripts and long-gone visitors.
+    """
+
+    def __init__(self, demo: gr.Blocks, idle: float, closed: float = 60.0) -> None:
+        self.demo, self.idle, self.closed = demo, idle, closed
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep(self, now: float | None = None) -> int:
+        """Drop expired sessions now; return how many were dropped."""
+        holder = getattr(self.demo, "state_holder", None)
+        if holder is None:
+            return 0
+        now = time.time() if now is None else now
+        dropped = 0
+        for session_id, last in list(holder.time_last_used.items()):
+            session = holder.session_data.get(session_id)
+            age = now - last.timestamp()
+            limit = self.closed if session is not None and session.is_closed else self.idle
+            if age < limit:
+                continue
+            with holder.lock:
+                session = holder.session_data.pop(session_id, None)
+                holder.time_last_used.pop(session_id, None)
+            if session is not None:
+                for component, value, _ in session.state_components:
+                    _delete_callback(component, value)
+                dropped += 1
+        if dropped:
+            log.info("freed %d idle sessions", dropped)
+        return dropped
+
+    def start(self, every: float = 30.0) -> SessionSweeper:
+        def run() -> None:
+            while not self._stop.wait(every):
+                try:
+                    self.sweep()
+                except Exception:  # a sweep must never end the thread
+                    log.exception("session sweep failed")
+
+        self._thread = threading.Thread(target=run, name="session-sweeper", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _delete_callback(component: Any, value: Any) -> None:
+    try:
+        component.delete_callback(value)
+    except Exception:
+        log.exception("a state's delete callback failed")
+
+
+# --- typed inputs -------------------------------------------------------------------------------
+
+
+def strict_number(component: gr.Number | gr.Slider, name: str) -> gr.Number | gr.Slider:
+    """Refuse a non-number (None, true, "abc", [1]) with a message the client can read.
+
+    Gradio's own check compares the raw value with the bounds: "abc" raised a TypeError that
+    reached the client as HTTP 500 with `error: null`, and `true` became 1.
+    """
+    preprocess = component.preprocess
+
+    def checked(payload: Any) -> Any:
+        if payload is None:
+            raise gr.Error(f"{name} is missing")
+        if isinstance(payload, bool) or not isinstance(payload, (int, float)):
+            raise gr.Error(f"{name} must be a number, got {payload!r:.40}")
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except (TypeError, ValueError, OverflowError) as err:
+            raise gr.Error(f"{name}: {err}") from None
+
+    component.preprocess = checked
+    return component
