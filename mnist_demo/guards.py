@@ -54,33 +54,33 @@ class BodyLimit:
         if upload and self.cache is not None and self.cache.full():
             return await _refuse(send, 507, "The upload cache is full; try again in a while.")
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return await _refuse(send, 413, f"Request too large (limit {limit:,} bytes).")
-        received, started = 0, False
-
-        async def counted_receive() -> dict:
-            nonlocal received
+        if length is not None:  # the server stops reading at the length declared
+            if not length.isdigit() or int(length) > limit:
+                return await _refuse(send, 413, _too_large(limit))
+            return await self.app(scope, receive, send)
+        # Chunked, no length: read up to the limit here, then hand the app what was read.
+        # (An error raised inside the app's receive would reach the client as a 400.)
+        messages, received = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLarge
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > limit:
+                return await _refuse(send, 413, _too_large(limit))
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
 
-        async def tracked_send(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def replayed() -> dict:
+            return next(replay, None) or await receive()
 
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
-            if not started:
-                await _refuse(send, 413, f"Request too large (limit {limit:,} bytes).")
+        await self.app(scope, replayed, send)
 
 
-class _TooLarge(Exception):
-    pass
+def _too_large(limit: int) -> str:
+    return f"Request body exceeds the maximum allowed size ({limit:,} bytes)."
 
 
 async def _refuse(send: Callable, status: int, text: str) -> None:

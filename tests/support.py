@@ -71,8 +71,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(runs_dir: Path, **overrides) -> LiveApp:
-    settings = replace(AppSettings(runs_dir=runs_dir), **overrides)
+def launch(runs_dir: Path, settings: AppSettings | None = None, **overrides) -> LiveApp:
+    """The app on a free loopback port: `settings` (say from_env as on a Space) + overrides."""
+    settings = replace(settings or AppSettings(runs_dir=runs_dir), **overrides)
     demo, dashboard = server.create(settings)
     port = free_port()
     demo.launch(

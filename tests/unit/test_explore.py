@@ -167,6 +167,33 @@ def test_shared_teaching_publishes_to_everyone(make_explorer, a_one):
     assert explorer.predictor.predict_preprocessed(a_one).label == 7
 
 
+def test_shared_teaching_needs_the_token_when_training_does(make_explorer, a_one):
+    explorer = make_explorer(teaching="shared", training="token", token="s3cret")
+    personal, _, _ = explorer.add_example(a_one, "7", PersonalSet())
+    before = explorer.predictor.version.number
+
+    tuned, _, message = explorer.fine_tune(personal, "wrong")
+
+    assert isinstance(tuned, Predictor) and "needs the access token" in message
+    assert explorer.predictor.version.number == before  # everyone still reads a 1
+    assert explorer.predictor.predict_preprocessed(a_one).label == 1
+    tuned, _, message = explorer.fine_tune(personal, "s3cret")
+    assert tuned is None and explorer.predictor.predict_preprocessed(a_one).label == 7
+
+
+def test_a_busy_fine_tune_gate_answers_at_once(make_explorer, a_one):
+    explorer = make_explorer()
+    personal, _, _ = explorer.add_example(a_one, "7", PersonalSet())
+    explorer.fine_tunes.max_waiting = -1  # as if one ran and two waited already
+
+    before = explorer.predictor.version.number
+
+    _, _, message = explorer.fine_tune(personal)
+
+    assert message == "Other visitors' fine-tunes are running; try again in a minute."
+    assert explorer.predictor.version.number == before
+
+
 def test_teaching_can_be_turned_off_and_needs_a_label_and_a_drawing(make_explorer, a_one):
     off = make_explorer(teaching="off")
     assert "turned off" in off.add_example(a_one, "7", PersonalSet()).teach_message

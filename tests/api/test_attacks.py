@@ -1,0 +1,238 @@
+"""Issue 15's attacks on a public Space, each against the app launched as on a Space.
+
+The settings come from the environment a Space sets (`SPACE_ID`) and nothing else but a
+temp runs folder and small caps, so the tests are quick: a queue of 4, 256 KB bodies, 1 MB files.
+Memory (RSS) under the same attacks is measured in bench/attack_memory.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+import uuid
+
+import httpx
+import pytest
+from PIL import Image
+from support import TRAINING_ARGS, draw_digit_png, launch
+from test_abuse import OFF, Raw
+
+from mnist_demo import guards
+from mnist_demo.settings import from_env
+
+pytestmark = [
+    pytest.mark.api,
+    pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning"),  # inside Gradio's queue
+]
+
+BOUND = 60.0
+TOKEN = "space-token"
+SPACE = {
+    "SPACE_ID": "someone/mnist-demo",
+    "MNIST_DEMO_QUEUE_SIZE": "4",
+    "MNIST_DEMO_MAX_BODY": "256kb",
+    "MNIST_DEMO_MAX_FILE_SIZE": "1mb",
+}
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    app = launch(runs, from_env({**SPACE, "MNIST_DEMO_RUNS_DIR": str(runs)}))
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def token_space(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    env = {**SPACE, "MNIST_DEMO_RUNS_DIR": str(runs), "MNIST_DEMO_TOKEN": TOKEN}
+    app = launch(runs, from_env(env))
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def raw(space):
+    raw = Raw(space.url)
+    yield raw
+    raw.http.close()
+
+
+def data_url(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def noise_url(side: int) -> str:
+    """A PNG data URL that does not compress: ~4 bytes of base64 per 3 pixels."""
+    return data_url(Image.frombytes("L", (side, side), os.urandom(side * side)))
+
+
+def session_count(app) -> int:
+    return len(app.demo.state_holder.session_data)
+
+
+# --- safe defaults ------------------------------------------------------------------------------
+
+
+def test_a_space_with_nothing_configured_does_not_let_visitors_train(space, raw):
+    assert space.dashboard.settings.training == "off"
+    message, _ = raw.call("start_training", ["fast", *TRAINING_ARGS.values(), ""])
+    assert message["output"]["data"][0] == OFF
+    assert space.dashboard.job.state.value == "idle"
+
+
+def test_a_space_with_a_token_trains_only_with_it_and_caps_the_batch(token_space):
+    raw = Raw(token_space.url)
+    args = {**TRAINING_ARGS, "batch_size": 16384}
+    refused, _ = raw.call("start_training", ["fast", *args.values(), "wrong"])
+    assert refused["output"]["data"][0] == "Training needs the access token of this server."
+    capped, _ = raw.call("start_training", ["fast", *args.values(), TOKEN])
+    assert "batch size 16384 does not fit" in capped["output"]["data"][0]
+    assert token_space.dashboard.job.state.value == "idle"  # nothing started, no 14 GB
+
+
+# --- type errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "expected"),
+    [
+        ("batch_size", "abc", "Batch size must be a number"),
+        ("batch_size", None, "Batch size is missing"),
+        ("batch_size", True, "Batch size must be a number, got True"),
+        ("epochs", [1], "Epochs must be a number"),
+        ("lr", 1e-320, "learning rate must be a number from 1e-07"),
+    ],
+)
+def test_wrongly_typed_values_get_a_message_the_client_can_read(token_space, field, bad, expected):
+    raw = Raw(token_space.url)
+    args = {**TRAINING_ARGS, field: bad}
+    message, text = raw.call("start_training", ["fast", *args.values(), TOKEN])
+    answer = message.get("output", {}).get("error") or message["output"]["data"][0]
+    assert expected in str(answer)
+    assert "/tmp" not in text and "Traceback" not in text
+    assert token_space.dashboard.job.state.value == "idle"
+
+
+def test_an_unreadable_upload_is_named_without_the_servers_temp_folder(space, raw, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    uploaded = raw.http.post(
+        "gradio_api/upload", files={"files": ("notes.png", bad.read_bytes(), "image/png")}
+    )
+    path = uploaded.json()[0]
+    message, text = raw.call("predict_file", [{"path": path, "meta": {"_type": "gradio.FileData"}}])
+    assert "not an image file: " in text and path not in text and "/tmp" not in text
+
+
+# --- sizes --------------------------------------------------------------------------------------
+
+
+def test_a_drawing_over_the_body_limit_is_refused_before_it_reaches_a_session(space, raw):
+    before = session_count(space)
+    session = uuid.uuid4().hex
+    body = {
+        "data": [noise_url(600), None],  # ~480 KB: nearly twice the body limit
+        "fn_index": raw.functions["read_drawing"],
+        "session_hash": session,
+    }
+    refused = raw.http.post("gradio_api/queue/join", json=body)
+    assert refused.status_code == 413 and "maximum allowed size" in refused.text
+    assert session not in space.demo.state_holder.session_data
+    assert session_count(space) == before
+    # chunked, without a Content-Length: cut off as it arrives
+    chunks = (
+        part.encode() for part in [str(body)[i : i + 65536] for i in range(0, 600_000, 65536)]
+    )
+    streamed = raw.http.post("gradio_api/queue/join", content=chunks)
+    assert streamed.status_code == 413
+
+
+def test_many_files_in_one_upload_are_refused_though_each_is_under_the_file_cap(space, raw):
+    file = bytes(900 * 1024)  # each under the 1 MB cap; four of them are not one file
+    files = [("files", (f"f{i}.png", file, "image/png")) for i in range(4)]
+    response = raw.http.post("gradio_api/upload", files=files)
+    assert response.status_code == 413
+    one = raw.http.post("gradio_api/upload", files=[files[0]])
+    assert one.status_code == 200  # a single file under the cap still goes through
+
+
+def test_uploads_are_refused_while_the_cache_is_over_its_bound(space, tmp_path):
+    limit = guards.BodyLimit(
+        None, max_body=1024, max_file=1024, cache_dir=str(tmp_path), cache_bytes=100
+    )
+    (tmp_path / "old-upload.png").write_bytes(bytes(200))
+    assert limit.cache is not None and limit.cache.full()
+    assert space.demo.delete_cache is not None  # Gradio deletes old uploads on a schedule
+
+
+# --- sessions and the queue ---------------------------------------------------------------------
+
+
+def test_sessions_are_forgotten_once_idle(space, raw):
+    sessions = [uuid.uuid4().hex for _ in range(5)]
+    for session in sessions:
+        assert raw.join("status", [], session).status_code == 200
+    holder = space.demo.state_holder
+    deadline = time.monotonic() + BOUND
+    while not all(s in holder.session_data for s in sessions) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the queue creates a session when it runs the event
+    assert all(s in holder.session_data for s in sessions)
+    sweeper = guards.SessionSweeper(space.demo, idle=space.dashboard.settings.session_idle_seconds)
+
+    assert sweeper.sweep() == 0 or all(s in holder.session_data for s in sessions)  # fresh: kept
+    dropped = sweeper.sweep(now=time.time() + space.dashboard.settings.session_idle_seconds + 1)
+
+    assert dropped >= 5 and not any(s in holder.session_data for s in sessions)
+
+
+def test_every_event_has_a_concurrency_limit(space):
+    unbounded = [fn.api_name for fn in space.demo.fns.values() if fn.concurrency_limit is None]
+    assert unbounded == []
+
+
+def test_abandoned_fine_tunes_cannot_lock_other_visitors_out(space, raw, tmp_path):
+    """Sessions each add a drawing and join a fine-tune, never reading the result."""
+    seven = draw_digit_png(tmp_path / "seven.png", "7", size=280)
+    url = data_url(Image.open(seven))
+    sessions = []
+    for _ in range(8):
+        session = uuid.uuid4().hex
+        sessions.append(session)
+        for api_name, data in (("read_drawing", [url, None]), ("add_example", [None, "7", None])):
+            with_session(raw, api_name, data, session)
+    explorer = space.dashboard.explorer
+    started = time.monotonic()
+    answers = [raw.join("fine_tune", [None, ""], session).status_code for session in sessions]
+
+    # another visitor: answered within seconds, while the fine-tunes run
+    status = raw.http.post(
+        "gradio_api/queue/join",
+        json={"data": [], "fn_index": raw.functions["status"], "session_hash": "visitor"},
+    )
+    waited = time.monotonic() - started
+    assert status.status_code == 200, (answers, status.text)
+    assert explorer.fine_tunes.admitted <= 1 + explorer.fine_tunes.max_waiting
+    message, _ = raw.call("status", [])
+    assert message["success"] and time.monotonic() - started < waited + 10
+    deadline = time.monotonic() + 3 * BOUND
+    while explorer.fine_tunes.admitted and time.monotonic() < deadline:
+        time.sleep(0.2)  # let the admitted fine-tunes end before the module's other tests
+    assert explorer.fine_tunes.admitted == 0
+
+
+def with_session(raw: Raw, api_name: str, data: list, session: str) -> dict:
+    """Join as `session` and read the stream to the end (a visitor who does wait)."""
+    assert raw.join(api_name, data, session).status_code == 200
+    with raw.http.stream(
+        "GET", "gradio_api/queue/data", params={"session_hash": session}
+    ) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:") and '"process_completed"' in line:
+                return httpx.Response(200, content=line[5:]).json()
+    raise AssertionError(f"{api_name} never completed")
