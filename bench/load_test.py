@@ -12,6 +12,11 @@ HTTP (upload, queue, result), which leaves out the client library's own CPU time
     python bench/load_test.py                                  # 20 clients x 25 predictions
     python bench/load_test.py --clients 4 --requests 5 --baseline-seconds 5 --epochs 1
     python bench/load_test.py --http                           # the server's share alone
+    python bench/load_test.py --bare                           # first a bare Gradio app: ratio
+
+`--bare` first runs the same clients against a bare Gradio app (one File input, a handler that
+returns a constant) in the same process, then this app while it trains, and reports the ratio
+of the two p95s (issue 15's target: <= 1.25, 0 errors, training >= 25% of its speed alone).
 """
 
 from __future__ import annotations
@@ -241,6 +246,21 @@ def row(name: str, load: dict, expected: int, train: str) -> tuple[str, list[flo
     return line, ms, errors
 
 
+def launch_bare():
+    """A bare Gradio app with the same endpoint and outputs and a trivial handler."""
+    import gradio as gr
+    from support import free_port
+
+    with gr.Blocks() as demo:
+        file, label, note = gr.File(type="filepath"), gr.Label(), gr.Markdown()
+        gr.Button().click(
+            lambda path: ({"7": 1.0}, "bare"), file, [label, note], api_name="predict_file"
+        )
+    port = free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
@@ -260,6 +280,7 @@ def main() -> None:
     )
     parser.add_argument("--same-image", action="store_true", help="one file from every client")
     parser.add_argument("--http", action="store_true", help="plain HTTP clients, not gradio_client")
+    parser.add_argument("--bare", action="store_true", help="first a bare Gradio app, for a ratio")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # the clients' URL
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -275,6 +296,16 @@ def main() -> None:
     print_header(device)
     kind = "plain-HTTP" if args.http else "gradio_client"
     print(f"# load: {args.clients} {kind} clients x {args.requests} {args.endpoint}, loopback only")
+    bare = None
+    if args.bare:
+        bare_demo, bare_url = launch_bare()
+        bare_clients = Clients(bare_url, args)
+        try:
+            assert bare_clients.read() == "ready"
+            bare = bare_clients.round(args.requests)
+        finally:
+            bare_clients.close()
+            bare_demo.close()
     app = launch(Path(tempfile.mkdtemp(prefix="load-test-runs-")), train_threads=args.train_threads)
     dashboard, demo = app.dashboard, app.demo
     job = dashboard.job
@@ -308,6 +339,11 @@ def main() -> None:
     )
     print("|---" * 9 + "|")
     idle_expected, idle_errors = args.clients * args.idle_requests, []
+    bare_ms, bare_errors = [], []
+    if bare:
+        bare_name = f"bare Gradio app, {args.clients} x {args.requests}"
+        bare_line, bare_ms, bare_errors = row(bare_name, bare, args.clients * args.requests, "–")
+        print(bare_line)
     if idle:
         idle_line, _, idle_errors = row("idle, no training", idle, idle_expected, "–")
         print(idle_line)
@@ -328,6 +364,14 @@ def main() -> None:
         f"training progressing {'yes' if load_steps > 0 else 'NO'} "
         f"(job {snap.state} when the load ended)"
     )
+    if bare_ms and ms:
+        ratio = percentile(ms, 0.95) / percentile(bare_ms, 0.95)
+        kept = load_rate / base_rate if load_rate and base_rate else 0.0
+        print(
+            f"ratio: p95 while training / bare Gradio p95 = {ratio:.2f} "
+            f"({'<=' if ratio <= 1.25 else '>'} 1.25); training kept {kept:.0%} of its speed "
+            f"alone ({'>=' if kept >= 0.25 else '<'} 25%); bare errors {len(bare_errors)}"
+        )
 
 
 if __name__ == "__main__":
