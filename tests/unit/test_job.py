@@ -19,7 +19,7 @@ import pytest
 import torch
 from support import WatchedControl
 
-from mnist_demo import charts, checkpoints
+from mnist_demo import charts, checkpoints, runfiles
 from mnist_demo import job as job_module
 from mnist_demo.checkpoints import Checkpoint
 from mnist_demo.job import JobLimits, State, TrainingJob
@@ -555,7 +555,7 @@ def test_a_run_whose_checkpoint_cannot_be_written_is_not_adopted(
     def disk_full(path, result):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(job_module, "save_result", disk_full)
+    monkeypatch.setattr(runfiles, "save_result", disk_full)
     job.start(config)
     finish(job)
 
