@@ -105,6 +105,7 @@ ROUND_TRIPS_JS = """() => {
 
 def watch_round_trips(page) -> None:
     """Start timing every pen-up -> label in the page (see ROUND_TRIPS_JS)."""
+    page.wait_for_selector("#label")  # on a loaded machine the tab may still be rendering
     page.evaluate(ROUND_TRIPS_JS)
 
 
