@@ -89,8 +89,8 @@ def main() -> None:
     for t in threads:
         t.start()
     fast = config_from_preset("fast")  # the Train tab's defaults, as one click sends them
-    controls = ("model", "epochs", "batch_size", "lr", "schedule", "augment", "seed", "device")
-    print(dashboard.train.start("fast", *(getattr(fast, name) for name in controls)))
+    preset = dashboard.train.apply_preset("fast")._asdict()  # every control, by name
+    print(dashboard.train.start(**preset, device=fast.device))
     dashboard.job.wait(600)
     done.set()
     for t in threads:
