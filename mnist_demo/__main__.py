@@ -48,6 +48,9 @@ _HELP = {
     "beta1": "Adam beta1",
     "beta2": "Adam beta2",
     "augment": "random shift of up to N pixels (0 = off)",
+    "distort": "random affine/elastic/pen/scanner distortion strength (0 = off, 1 = default)",
+    "deskew": "straighten digits by their moments in training and inference (true/false)",
+    "holdout": "leave the last N training images out (the foreign-style set's scanner source)",
     "label_smoothing": "target weight moved off the label, spread over all classes (0 = off)",
     "seed": "random seed (weights, shuffling, augmentation)",
     "device": "auto, cpu, cuda or cuda:N",
@@ -58,6 +61,14 @@ _HELP = {
     "max_steps": "stop after this many steps (0 = no limit)",
     "data_dir": "MNIST IDX files (.gz or raw, or torchvision's MNIST/raw/) instead of the bundled",
 }
+
+
+def _boolean(text: str) -> bool:
+    """A yes/no flag value: true/false, yes/no, on/off, 1/0."""
+    value = {"true": True, "yes": True, "on": True, "1": True}.get(text.lower())
+    if value is None and text.lower() not in ("false", "no", "off", "0"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return bool(value)
 
 
 def _preset_defaults(name: str) -> str:
@@ -89,7 +100,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         if f.name == "cuda_graph":
             continue
         flag = "--" + f.name.replace("_", "-")
-        kind = {int: int, float: float}.get(type(getattr(defaults, f.name)), str)
+        kind = {int: int, float: float, bool: _boolean}.get(type(getattr(defaults, f.name)), str)
         extra: dict[str, Any] = {}
         if f.name == "schedule":
             extra["choices"] = list(SCHEDULES)
@@ -195,10 +206,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if out.exists() and out.is_dir():
         raise _Usage(f"--out {out} is a directory")
     control = Control()
+    evaluations: list[Any] = []  # the last test pass: every image's probabilities
     with _first_interrupt_stops(control):
         progress = ProgressBar(config.epochs)
         try:
-            result = train(config, control=control, on_record=progress)
+            result = train(
+                config,
+                control=control,
+                on_record=progress,
+                on_evaluation=lambda record, evaluation: evaluations.append(evaluation),
+            )
         finally:
             progress.close()
     epochs = of_kind(result.history, "epoch")
@@ -206,6 +223,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("stopped before the first epoch ended; nothing saved", file=sys.stderr)
         return 130
     saved = save_result(out, result)
+    if not config.data_dir:  # the per-digit view's cache, as the app keeps for its runs
+        checkpoints.save_test_probabilities(saved, evaluations[-1].probabilities.numpy())
     summary = {
         "test_accuracy": result.test_accuracy,
         "train_seconds": round(result.train_seconds, 3),
@@ -254,14 +273,18 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import load_split
+    from .augment import deskew
+    from .data import Split, load_split
     from .training import evaluate, resolve_device
 
     path, checkpoint, used = _weights(args.checkpoint)
     device = resolve_device(args.device)
     model = checkpoint.build().to(device)
     start = time.perf_counter()
-    accuracy, loss = evaluate(model, load_split("test", args.data_dir).to(device))
+    test = load_split("test", args.data_dir)
+    if checkpoint.deskew:  # the weights read deskewed digits, as the Predictor gives them
+        test = Split(deskew(test.images), test.labels)
+    accuracy, loss = evaluate(model, test.to(device))
     result = {
         "accuracy": accuracy,
         "n": 10_000,

@@ -72,6 +72,15 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def deskew(self) -> bool:
+        """Inputs are moment-deskewed before this model reads them (its training config says so).
+
+        Checkpoints from before the setting existed have no such key: they read images as is.
+        """
+        config = self.metadata.get("config")
+        return isinstance(config, dict) and config.get("deskew") is True
+
     def build(self) -> nn.Module:
         """A fresh model of the right architecture with these weights, in eval mode, on CPU."""
         model = build_model(self.model_name)

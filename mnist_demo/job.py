@@ -439,7 +439,11 @@ class TrainingJob:
         run.last_publish = time.monotonic()
         if self.predictor is not None:
             self.predictor.set_weights(
-                run.config.model, checkpoints.cpu_state_dict(model), label, source
+                run.config.model,
+                checkpoints.cpu_state_dict(model),
+                label,
+                source,
+                deskew=run.config.deskew,
             )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoints, insight
+from . import augment, checkpoints, insight
 from .data import to_network_input
 from .sketch import SketchInfo, analyse
 
@@ -31,6 +31,7 @@ class WeightsVersion:
     label: str
     model_name: str
     source: Path | None = None  # the checkpoint file these weights came from, if any
+    deskew: bool = False  # these weights read moment-deskewed images (TrainConfig.deskew)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ class Predictor:
         self._count = 0
         self._model: torch.nn.Module
         self._version: WeightsVersion
-        self.set_weights(checkpoint.model_name, checkpoint.state_dict, label, source)
+        self.set_weights(
+            checkpoint.model_name, checkpoint.state_dict, label, source, deskew=checkpoint.deskew
+        )
 
     @classmethod
     def from_file(cls, path: Path | str, label: str | None = None, threads: int = 0) -> Predictor:
@@ -87,13 +90,15 @@ class Predictor:
         state_dict: dict[str, torch.Tensor],
         label: str,
         source: Path | None = None,
+        *,
+        deskew: bool = False,
     ) -> WeightsVersion:
         """Publish new weights; predictions already running finish on the old ones."""
         model = checkpoints.Checkpoint(model_name, state_dict).build()
         with self._lock:
             self._count += 1
             self._model = model
-            self._version = WeightsVersion(self._count, label, model_name, source)
+            self._version = WeightsVersion(self._count, label, model_name, source, deskew)
             return self._version
 
     def weights(self) -> tuple[str, dict[str, torch.Tensor], WeightsVersion]:
@@ -107,16 +112,9 @@ class Predictor:
 
     def predict_arrays(self, images: np.ndarray) -> tuple[np.ndarray, WeightsVersion]:
         """(N, 28, 28) floats in [0, 1] (MNIST pixels / 255) -> (N, 10) probabilities."""
-        images = np.asarray(images, dtype=np.float32)
-        if images.ndim != 3 or images.shape[1:] != (28, 28):
-            raise ValueError(f"expected (N, 28, 28) images, got shape {images.shape}")
         model, version = self._current()
-        if self.threads:
-            torch.set_num_threads(self.threads)  # per calling thread (OpenMP)
-        x = to_network_input(torch.from_numpy(images))  # (N, 1, 28, 28)
-        with torch.inference_mode():
-            probabilities = torch.softmax(model(x), dim=1)
-        return probabilities.numpy(), version
+        seen = self._seen(torch.from_numpy(_checked(images)), version)
+        return self._probabilities(model, seen), version
 
     def predict(self, image: Any) -> Prediction:
         """Any drawing or image (see sketch.analyse) -> Prediction; SketchError if unreadable."""
@@ -126,11 +124,26 @@ class Predictor:
     def predict_preprocessed(
         self, image28: np.ndarray | None, info: SketchInfo | None = None
     ) -> Prediction:
+        """A 28x28 digit -> Prediction, whose image is what the network read (maybe deskewed)."""
         if image28 is None:
             return Prediction(None, None, None, self._current()[1], info)
-        probabilities, version = self.predict_arrays(image28[None])
-        p = probabilities[0]
-        return Prediction(int(p.argmax()), p, image28, version, info)
+        model, version = self._current()
+        seen = self._seen(torch.from_numpy(_checked(image28[None])), version)
+        p = self._probabilities(model, seen)[0]
+        return Prediction(int(p.argmax()), p, seen[0].numpy(), version, info)
+
+    def _probabilities(self, model: torch.nn.Module, seen: torch.Tensor) -> np.ndarray:
+        """(N, 28, 28) float images in [0, 1], as the model reads them -> (N, 10)."""
+        if self.threads:
+            torch.set_num_threads(self.threads)  # per calling thread (OpenMP)
+        x = to_network_input(seen)  # (N, 1, 28, 28)
+        with torch.inference_mode():
+            return torch.softmax(model(x), dim=1).numpy()
+
+    @staticmethod
+    def _seen(images: torch.Tensor, version: WeightsVersion) -> torch.Tensor:
+        """(N, 28, 28) images as these weights read them: deskewed when they were trained so."""
+        return augment.deskew(images) if version.deskew else images
 
     def explain(self, image28: np.ndarray) -> Explanation:
         """A (28, 28) image in [0, 1] -> its answer, saliency and feature maps, one weights set."""
@@ -164,9 +177,17 @@ class Predictor:
         out = np.empty((images.shape[0], 10), np.float32)
         with torch.inference_mode():
             for start in range(0, images.shape[0], batch_size):
-                x = to_network_input(images[start : start + batch_size].cpu())  # (B, 1, 28, 28)
+                batch = self._seen(images[start : start + batch_size].cpu(), version)
+                x = to_network_input(batch)  # (B, 1, 28, 28)
                 out[start : start + x.shape[0]] = torch.softmax(model(x), dim=1).numpy()
         return out, version
+
+
+def _checked(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"expected (N, 28, 28) images, got shape {images.shape}")
+    return images
 
 
 def shipped_predictor(model_name: str = "tutorial", threads: int = 0) -> Predictor:

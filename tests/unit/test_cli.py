@@ -79,6 +79,8 @@ def test_train_json_summary_checkpoint_and_evaluate_agree(capsys, tmp_path):
     assert saved.model_name == "tutorial"
     assert saved.metadata["test_accuracy"] == summary["test_accuracy"]
     assert saved.metadata["config"]["max_steps"] == 30
+    cached = checkpoints.load_test_probabilities(out_path)  # the per-digit view's cache
+    assert cached is not None and cached.shape == (10_000, 10)
 
     code, out, err = run(capsys, "evaluate", "--checkpoint", str(out_path), "--device", "cpu",
                          "--json")  # fmt: skip
