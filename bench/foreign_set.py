@@ -25,6 +25,7 @@ import argparse
 import functools
 import io
 import math
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -34,11 +35,14 @@ import numpy as np
 import torch
 from _env import print_header
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
-from robustness_set import _arc, _restroke, _wilson, paint
+from robustness_set import _wilson
 
-from mnist_demo import checkpoints
-from mnist_demo.data import load_split
-from mnist_demo.predict import Predictor
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from redrawn import _arc, _restroke, paint  # noqa: E402  (the re-drawn set's pen and paper)
+
+from mnist_demo import checkpoints  # noqa: E402
+from mnist_demo.data import load_split  # noqa: E402
+from mnist_demo.predict import Predictor  # noqa: E402
 
 Item = tuple[np.ndarray, int, str]  # (uint8 image, true label, "source/variant")
 SOURCES = ("writers", "fonts", "scanner")
