@@ -130,7 +130,8 @@ class Predictor:
         model, version = self._current()
         seen = self._seen(torch.from_numpy(_checked(image28[None])), version)
         p = self._probabilities(model, seen)[0]
-        return Prediction(int(p.argmax()), p, seen[0].numpy(), version, info)
+        image = seen[0].numpy() if version.deskew else image28  # unchanged: the caller's array
+        return Prediction(int(p.argmax()), p, image, version, info)
 
     def _probabilities(self, model: torch.nn.Module, seen: torch.Tensor) -> np.ndarray:
         """(N, 28, 28) float images in [0, 1], as the model reads them -> (N, 10)."""
