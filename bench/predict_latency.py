@@ -115,10 +115,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=500, help="timed calls per measurement")
     parser.add_argument("--files", type=int, default=10000, help="PNG files for the CLI run")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: shipped tutorial")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the app pins inference; the header shows it
     print_header()
-    path = checkpoints.shipped("tutorial")
+    path = args.checkpoint or checkpoints.shipped("tutorial")
     predictor = Predictor.from_file(path, threads=1)
 
     value = sketch_value()

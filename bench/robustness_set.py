@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from redrawn import _pick, _test_split, iter_redrawn, stroke_digits  # noqa: E402
 
 from mnist_demo import checkpoints  # noqa: E402
-from mnist_demo.predict import shipped_predictor  # noqa: E402
+from mnist_demo.predict import Predictor  # noqa: E402
 
 
 def _wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -74,15 +74,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="re-drawn MNIST test digits")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="tutorial", help="which shipped checkpoint")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="any checkpoint instead")
     parser.add_argument("--failures", type=Path, default=Path("/tmp/robustness-failures"))
     parser.add_argument("--save", type=int, default=12, help="failures saved as PNG")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the app pins inference; the header shows it
     print_header()
-    predictor = shipped_predictor(args.model, threads=1)  # the app's inference setting
+    path = args.checkpoint or checkpoints.shipped(args.model)
+    predictor = Predictor.from_file(path, threads=1)  # the app's inference setting
     strokes = stroke_digits()
     print(f"# set: {args.n} re-drawn MNIST test digits (seed {args.seed}) + {len(strokes)} strokes")
-    print(f"# checkpoint: {checkpoints.shipped(args.model).name}, Predictor.predict, 1 thread")
+    print(f"# checkpoint: {path}, Predictor.predict, 1 thread")
     args.failures.mkdir(parents=True, exist_ok=True)
 
     # The same test digits as MNIST gave them: errors here are the model's, not the drawing's.
