@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import augment, checkpoints, insight
+from . import augment, checkpoints, insight, novelty
 from .data import to_network_input
 from .sketch import SketchInfo, analyse
 
@@ -41,6 +41,13 @@ class Prediction:
     image: np.ndarray | None  # the (28, 28) float image the network saw, white ink on black
     version: WeightsVersion
     sketch: SketchInfo | None = None  # what preprocessing saw: why no digit, ink box, stroke
+    # Does the drawing look like a digit at all (novelty.py)? None: no digit, or no calibration.
+    digit_check: novelty.Verdict | None = None
+
+    @property
+    def not_digit(self) -> bool:
+        """The drawing may not be a digit: the answer stands, with that warning."""
+        return self.digit_check is not None and self.digit_check.flagged
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,63 @@ class Explanation:
     saliency: np.ndarray  # (28, 28) float32 in [0, 1], see insight.saliency
     feature_maps: list[np.ndarray]  # per conv stage, (C, H, W) float32
     version: WeightsVersion
+
+
+class Weights:
+    """One published weights set: everything it answers is labelled with its version.
+
+    A drawing's answer and its explanation come from one Weights, so they can never mix two
+    versions even when training publishes new weights in between.
+    """
+
+    def __init__(self, model: torch.nn.Module, version: WeightsVersion, threads: int = 0) -> None:
+        self.model, self.version, self.threads = model, version, threads
+
+    def seen(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 28, 28) images as these weights read them: deskewed when they were trained so."""
+        return augment.deskew(images) if self.version.deskew else images
+
+    def probabilities(self, seen: torch.Tensor) -> np.ndarray:
+        """(N, 28, 28) float images in [0, 1], as the model reads them -> (N, 10)."""
+        if self.threads:
+            torch.set_num_threads(self.threads)  # per calling thread (OpenMP)
+        x = to_network_input(seen)  # (N, 1, 28, 28)
+        with torch.inference_mode():
+            return torch.softmax(self.model(x), dim=1).numpy()
+
+    def predict(self, image: Any) -> Prediction:
+        """Any drawing or image (see sketch.analyse) -> Prediction; SketchError if unreadable."""
+        info = analyse(image)
+        return self.predict_preprocessed(info.digit, info)
+
+    def predict_preprocessed(
+        self, image28: np.ndarray | None, info: SketchInfo | None = None
+    ) -> Prediction:
+        """A 28x28 digit -> Prediction, whose image is what the network read (maybe deskewed).
+
+        The not-a-digit check reads the drawing as preprocessed, before any deskew: it was
+        fitted on those frames, and it does not depend on the weights.
+        """
+        if image28 is None:
+            return Prediction(None, None, None, self.version, info)
+        seen = self.seen(torch.from_numpy(_checked(image28[None])))
+        p = self.probabilities(seen)[0]
+        image = seen[0].numpy() if self.version.deskew else image28  # unchanged: the caller's
+        check = novelty.judge(image28)
+        return Prediction(int(p.argmax()), p, image, self.version, info, check)
+
+    def explain(self, image28: np.ndarray) -> Explanation:
+        """A (28, 28) image in [0, 1] -> its answer, saliency and feature maps."""
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        image = np.asarray(image28, dtype=np.float32)
+        maps = insight.feature_maps(self.model, image)  # validates the image
+        x = to_network_input(torch.from_numpy(image)[None])  # (1, 1, 28, 28)
+        with torch.inference_mode():
+            p = torch.softmax(self.model(x), dim=1)[0].numpy()
+        label = int(p.argmax())
+        heat = insight.saliency(self.model, image, target=label)
+        return Explanation(label, p, heat, maps, self.version)
 
 
 class Predictor:
@@ -69,8 +133,7 @@ class Predictor:
         self.threads = threads
         self._lock = threading.Lock()
         self._count = 0
-        self._model: torch.nn.Module
-        self._version: WeightsVersion
+        self._weights: Weights
         self.set_weights(
             checkpoint.model_name, checkpoint.state_dict, label, source, deskew=checkpoint.deskew
         )
@@ -82,7 +145,7 @@ class Predictor:
 
     @property
     def version(self) -> WeightsVersion:
-        return self._version
+        return self._weights.version
 
     def set_weights(
         self,
@@ -97,68 +160,43 @@ class Predictor:
         model = checkpoints.Checkpoint(model_name, state_dict).build()
         with self._lock:
             self._count += 1
-            self._model = model
-            self._version = WeightsVersion(self._count, label, model_name, source, deskew)
-            return self._version
+            version = WeightsVersion(self._count, label, model_name, source, deskew)
+            self._weights = Weights(model, version, self.threads)
+            return version
+
+    def current(self) -> Weights:
+        """The weights published last: answer and explain a drawing with one of these."""
+        with self._lock:
+            return self._weights
 
     def weights(self) -> tuple[str, dict[str, torch.Tensor], WeightsVersion]:
         """A copy of the current weights (model name, CPU state dict, version), e.g. to tune."""
-        model, version = self._current()
-        return version.model_name, checkpoints.cpu_state_dict(model), version
-
-    def _current(self) -> tuple[torch.nn.Module, WeightsVersion]:
-        with self._lock:
-            return self._model, self._version
+        weights = self.current()
+        return (
+            weights.version.model_name,
+            checkpoints.cpu_state_dict(weights.model),
+            weights.version,
+        )
 
     def predict_arrays(self, images: np.ndarray) -> tuple[np.ndarray, WeightsVersion]:
         """(N, 28, 28) floats in [0, 1] (MNIST pixels / 255) -> (N, 10) probabilities."""
-        model, version = self._current()
-        seen = self._seen(torch.from_numpy(_checked(images)), version)
-        return self._probabilities(model, seen), version
+        weights = self.current()
+        seen = weights.seen(torch.from_numpy(_checked(images)))
+        return weights.probabilities(seen), weights.version
 
     def predict(self, image: Any) -> Prediction:
         """Any drawing or image (see sketch.analyse) -> Prediction; SketchError if unreadable."""
-        info = analyse(image)
-        return self.predict_preprocessed(info.digit, info)
+        return self.current().predict(image)
 
     def predict_preprocessed(
         self, image28: np.ndarray | None, info: SketchInfo | None = None
     ) -> Prediction:
         """A 28x28 digit -> Prediction, whose image is what the network read (maybe deskewed)."""
-        if image28 is None:
-            return Prediction(None, None, None, self._current()[1], info)
-        model, version = self._current()
-        seen = self._seen(torch.from_numpy(_checked(image28[None])), version)
-        p = self._probabilities(model, seen)[0]
-        image = seen[0].numpy() if version.deskew else image28  # unchanged: the caller's array
-        return Prediction(int(p.argmax()), p, image, version, info)
-
-    def _probabilities(self, model: torch.nn.Module, seen: torch.Tensor) -> np.ndarray:
-        """(N, 28, 28) float images in [0, 1], as the model reads them -> (N, 10)."""
-        if self.threads:
-            torch.set_num_threads(self.threads)  # per calling thread (OpenMP)
-        x = to_network_input(seen)  # (N, 1, 28, 28)
-        with torch.inference_mode():
-            return torch.softmax(model(x), dim=1).numpy()
-
-    @staticmethod
-    def _seen(images: torch.Tensor, version: WeightsVersion) -> torch.Tensor:
-        """(N, 28, 28) images as these weights read them: deskewed when they were trained so."""
-        return augment.deskew(images) if version.deskew else images
+        return self.current().predict_preprocessed(image28, info)
 
     def explain(self, image28: np.ndarray) -> Explanation:
         """A (28, 28) image in [0, 1] -> its answer, saliency and feature maps, one weights set."""
-        model, version = self._current()  # one snapshot: a swap mid-way cannot mix weights
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        image = np.asarray(image28, dtype=np.float32)
-        maps = insight.feature_maps(model, image)  # validates the image
-        x = to_network_input(torch.from_numpy(image)[None])  # (1, 1, 28, 28)
-        with torch.inference_mode():
-            p = torch.softmax(model(x), dim=1)[0].numpy()
-        label = int(p.argmax())
-        heat = insight.saliency(model, image, target=label)
-        return Explanation(label, p, heat, maps, version)
+        return self.current().explain(image28)
 
     def predict_split(
         self, images_u8: np.ndarray | torch.Tensor, batch_size: int = 500
@@ -172,13 +210,14 @@ class Predictor:
             raise ValueError(
                 f"expected (N, 28, 28) uint8 images, got {images.dtype} {images.shape}"
             )
-        model, version = self._current()
+        weights = self.current()
+        model, version = weights.model, weights.version
         if self.threads:
             torch.set_num_threads(self.threads)
         out = np.empty((images.shape[0], 10), np.float32)
         with torch.inference_mode():
             for start in range(0, images.shape[0], batch_size):
-                batch = self._seen(images[start : start + batch_size].cpu(), version)
+                batch = weights.seen(images[start : start + batch_size].cpu())
                 x = to_network_input(batch)  # (B, 1, 28, 28)
                 out[start : start + x.shape[0]] = torch.softmax(model(x), dim=1).numpy()
         return out, version

@@ -28,11 +28,15 @@ CANVAS = (200, 1200)  # canvas side range, px (height and width drawn independen
 INKS = ((0, 0, 200), (200, 0, 0), (0, 140, 0), (120, 0, 160), (230, 120, 0), (0, 150, 170))
 
 
-@functools.lru_cache(maxsize=1)
-def _test_split() -> tuple[np.ndarray, np.ndarray]:
-    """MNIST test images (uint8, white on black) and labels, parsed once per process."""
-    split = load_split("test")
+@functools.lru_cache(maxsize=2)
+def _split(name: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """MNIST images (uint8, white on black) and labels of a split, parsed once per process."""
+    split = load_split(name)
     return split.images.numpy(), split.labels.numpy()
+
+
+def _test_split() -> tuple[np.ndarray, np.ndarray]:
+    return _split("test")
 
 
 def _max_filter(a: np.ndarray, r: int) -> np.ndarray:
@@ -109,17 +113,26 @@ def _redraw(digit: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, st
     return paint(canvas, theme, colour), f"{theme}/{scale}/{stroke}/{edge}"
 
 
-def _pick(n: int, seed: int) -> tuple[np.random.Generator, np.ndarray]:
-    """The generator and which test digits a seed re-draws (main() compares with the originals)."""
+def _pick(n: int, seed: int, split: str = "test") -> tuple[np.random.Generator, np.ndarray]:
+    """The generator and which digits a seed re-draws (main() compares with the originals)."""
     rng = np.random.default_rng(seed)
-    count = len(_test_split()[1])
+    count = len(_split(split)[1])
     return rng, rng.choice(count, size=n, replace=n > count)
 
 
-def iter_redrawn(n: int, seed: int = 0) -> Iterator[Drawn]:
-    """`redrawn_digits` one at a time: 2,000 canvases of up to 1200x1200 do not fit in memory."""
-    images, labels = _test_split()
-    rng, picked = _pick(n, seed)
+def redrawn_sources(n: int, seed: int = 0, split: str = "test") -> np.ndarray:
+    """Which digits of the split `iter_redrawn(n, seed, split)` re-draws, in order."""
+    return _pick(n, seed, split)[1]
+
+
+def iter_redrawn(n: int, seed: int = 0, split: str = "test") -> Iterator[Drawn]:
+    """`redrawn_digits` one at a time: 2,000 canvases of up to 1200x1200 do not fit in memory.
+
+    `split="train"` re-draws training digits instead, for fitting anything (a threshold, say)
+    that the test digits then measure.
+    """
+    images, labels = _split(split)
+    rng, picked = _pick(n, seed, split)
     for i in picked:
         image, variant = _redraw(images[i], rng)
         yield image, int(labels[i]), variant

@@ -118,4 +118,11 @@ STROKES: dict[str, list[list[tuple[float, float]]]] = {
     "1": [[(0.05, -0.85), (0.0, 0.85)]],
     "0": [_ellipse(0.5, 0.85)],
     "7": [[(-0.6, -0.8), (0.6, -0.8), (-0.05, 0.85)]],
+    "4": [[(-0.3, -0.85), (-0.6, 0.25), (0.55, 0.25)], [(0.25, -0.45), (0.25, 0.9)]],
+    # not a digit: a scratch back and forth across the pad (the shipped network: "4", 95%).
+    # Drawn smaller it becomes a blob, which the not-a-digit check misses (see novelty.py).
+    "scribble": [
+        [(-1.02, -1.02), (0.85, 0.68), (-0.68, 1.02), (1.02, -0.85), (-1.19, 0.17)]
+        + [(1.19, 0.34), (-0.34, -1.19), (0.17, 1.19), (1.02, -0.17), (-1.02, -0.34)]
+    ],
 }

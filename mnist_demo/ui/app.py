@@ -40,6 +40,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         c.seen_key = gr.State(None)
         c.image28 = gr.State(None)
         c.shown_version = gr.State(None)
+        c.drawn_key = gr.State(None)  # which drawing the Draw tab's views show (drawing_key)
         c.personal = gr.State(PersonalSet())  # deep-copied: every visitor gets their own set
         # this visitor's fine-tuned Predictor (~2 MB): dropped 30 min after its last change
         c.tuned = gr.State(None, time_to_live=1800)

@@ -38,6 +38,34 @@ CSS = """
 .prob-row.top .prob-bar i { background: var(--color-accent); }
 .prob-row.top { font-weight: 600; }
 #status { font-variant-numeric: tabular-nums; }
+/* Small galleries: tiles keep their size (Gradio stretches a lone image to the full width,
+   cropping it and hiding its caption). */
+#misreads .grid-container, #my-drawings .grid-container {
+  grid-template-columns: repeat(auto-fill, minmax(72px, 96px)) !important;
+  grid-auto-rows: auto !important; }
+#misreads .thumbnail-item, #my-drawings .thumbnail-item { aspect-ratio: 1; height: auto; }
+#misreads .grid-wrap { height: auto !important; max-height: none !important; }
+.stale img { opacity: 0.3; transition: opacity 0.2s; }  /* an explanation being replaced */
+/* Phone: the answer beside its ten bars, right under the pad, all in the first screen. */
+@media (max-width: 640px) {
+  #answer-column { flex-direction: row !important; flex-wrap: wrap; align-items: flex-start; }
+  #answer-column > #label { flex: 0 0 30%; min-width: 0 !important; }
+  #answer-column > #label .confidence-set { display: none; }
+  #answer-column > #probs { flex: 1 1 60%; min-width: 0 !important; }
+  #answer-column > #probs .prob-bars { padding-top: 4px; gap: 1px; }
+  #answer-column > :not(#label):not(#probs) { flex: 1 1 100%; }
+  /* 11 columns in ~300 px: 4-digit counts fit at 10 px with no cell padding */
+  #confusion .body-cell, #confusion .header-cell { padding: 2px 0 !important;
+    font-size: 10px !important; letter-spacing: -0.3px; }
+  #confusion .cell-wrap { padding: 0 !important; justify-content: center; }
+  /* Train tab: buttons, then the status line and the charts, then the settings. */
+  #train-controls, #train-views { display: contents; }
+  #train-row { flex-direction: column; }
+  #train-controls > * { order: 3; }
+  #train-controls > #train-buttons { order: 1; }
+  #train-views > * { order: 2; }
+  #train-views > #per-digit, #train-views > #compare { order: 4; }
+}
 .compact-buttons button { min-width: 0; }
 """
 THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="blue")
@@ -60,6 +88,17 @@ def skip_all(view: type[NamedTuple]) -> Any:
 def or_none(frame):
     """An empty frame leaves Gradio 6.31's native plot unable to draw later updates."""
     return frame if len(frame) else None
+
+
+def a_digit(digit: int | str) -> str:
+    """'a 7', 'an 8': the article English gives a digit's spoken name (only eight starts
+    with a vowel sound)."""
+    return f"{'an' if str(digit) == '8' else 'a'} {digit}"
+
+
+def count_of(n: int, thing: str) -> str:
+    """'1 test image', '3 test images'."""
+    return f"{n:,} {thing}{'' if n == 1 else 's'}"
 
 
 def as_int(value: Any, name: str) -> int:

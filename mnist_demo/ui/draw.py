@@ -7,7 +7,9 @@ its events. While a run trains, the draw timer re-scores the drawing with the ne
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import gradio as gr
@@ -17,11 +19,11 @@ from PIL import Image, ImageDraw
 from .. import charts
 from ..drawpad import BRUSH, SIDE, drawpad
 from ..job import ACTIVE, TrainingJob
-from ..predict import Prediction, Predictor
+from ..predict import Prediction, Predictor, Weights
 from ..sketch import SketchError, decode_data_url
 from . import explore
-from .common import AFTER_PAINT_JS, PNG, PRIVATE, Components, outputs, skip_all
-from .explore import Explorer, WhyView
+from .common import PNG, PRIVATE, Components, a_digit, outputs, skip_all
+from .explore import Explorer
 
 NO_DIGIT = {
     "empty": "Draw a digit (or upload an image) and the network will read it.",
@@ -29,6 +31,7 @@ NO_DIGIT = {
     "a dot": "Only a dot so far: draw a whole digit.",
     "specks": "Only scattered specks: draw one connected digit.",
 }
+BLANK_UPLOAD = "That image is blank: no ink or marks stand out from its background."
 
 
 def reading_hints(prediction: Prediction) -> list[str]:
@@ -47,12 +50,18 @@ def reading_hints(prediction: Prediction) -> list[str]:
         second, first = np.argsort(prediction.probabilities)[-2:]
         p1, p2 = prediction.probabilities[first], prediction.probabilities[second]
         if p1 - p2 < 0.3:
-            hints.append(f"Ambiguous: it could also be a {second} ({p2:.0%}).")
+            hints.append(f"Ambiguous: it could also be {a_digit(second)} ({p2:.0%}).")
     return hints
 
 
+NOT_A_DIGIT = (
+    "**This doesn't look much like a digit.** The network answers one of ten digits "
+    "whatever it is shown, so read its answer with care."
+)
+
+
 class DrawView(NamedTuple):
-    """The answer to a drawing, and what the tab keeps of it."""
+    """Every view of one drawing, read and explained by one weights version."""
 
     label: Any  # confidences for gr.Label
     probs: Any  # the ten bars (HTML)
@@ -60,10 +69,15 @@ class DrawView(NamedTuple):
     answered: Any  # which weights answered, and reading hints
     image28: Any  # the 28x28 input in [0, 1], kept for re-scoring and explaining
     shown_version: Any  # the weights version that answered
+    drawn_key: Any  # which drawing (or upload) these views are of, see drawing_key
+    saliency: Any  # why this answer: the heat map, the feature maps, and their caption
+    maps1: Any
+    maps2: Any
+    why_caption: Any
 
 
 class ReadView(NamedTuple):
-    """A new drawing or upload: its answer, and the re-scoring timer woken during a run."""
+    """A drawing read afresh (new drawing, newer weights, another model): all its views."""
 
     label: Any
     probs: Any
@@ -71,11 +85,18 @@ class ReadView(NamedTuple):
     answered: Any
     image28: Any
     shown_version: Any
-    draw_timer: Any
+    drawn_key: Any
+    saliency: Any
+    maps1: Any
+    maps2: Any
+    why_caption: Any
+    spark: Any  # the drawing's sparkline: restarted for a new drawing, extended while training
+    spark_plot: Any
+    draw_timer: Any  # the re-scoring timer: woken during a run, put to sleep when idle
 
 
-class FollowView(NamedTuple):
-    """The draw timer's tick: the drawing re-scored with newer weights, its sparkline."""
+class PadView(NamedTuple):
+    """The pad's event: a drawing's views, and the upload emptied (the pad is read now)."""
 
     label: Any
     probs: Any
@@ -83,9 +104,46 @@ class FollowView(NamedTuple):
     answered: Any
     image28: Any
     shown_version: Any
+    drawn_key: Any
+    saliency: Any
+    maps1: Any
+    maps2: Any
+    why_caption: Any
     spark: Any
     spark_plot: Any
     draw_timer: Any
+    upload: Any
+
+
+def _last(views: Iterator[DrawView]) -> DrawView:
+    *_, last = views
+    return last
+
+
+def _merged(views: list[Any]) -> Any:
+    """Stream steps as one view: each output's last value that was not a skip."""
+    fields = [
+        next((v for v in reversed(values) if not _is_skip(v)), gr.skip())
+        for values in zip(*views, strict=True)
+    ]
+    return type(views[0])(*fields)
+
+
+def _is_skip(update: Any) -> bool:
+    return isinstance(update, dict) and update == gr.skip()
+
+
+def drawing_key(drawing: Any, uploaded: Any = None) -> str | None:
+    """Which drawing a view belongs to: a digest of the pad's value, else of the upload's.
+
+    The draw timer's tick carries the pad's value as it was when the tick fired, and the
+    views' key as it was then: when they differ, a newer drawing's own event is on its way
+    and the tick leaves every view to it.
+    """
+    value = drawing or uploaded
+    if not value:
+        return None
+    return hashlib.blake2b(str(value).encode(), digest_size=8).hexdigest()
 
 
 def _preview(image28: np.ndarray | None) -> np.ndarray | None:
@@ -95,13 +153,40 @@ def _preview(image28: np.ndarray | None) -> np.ndarray | None:
     return (255 * np.asarray(image28)).round().astype(np.uint8)
 
 
+def _spark_restart(spark: list | None) -> tuple[Any, Any]:
+    """A new drawing's sparkline starts empty; a plot already hidden is not sent again
+    (updating it costs the server its whole config, ~10 ms, on every drawing)."""
+    if not spark:
+        return gr.skip(), gr.skip()
+    return [], gr.LinePlot(value=None, visible=False)
+
+
 class DrawTab:
     """The Draw tab's handlers, bound to the job (is a run live?) and the shared predictor."""
 
     def __init__(self, job: TrainingJob, predictor: Predictor, explorer: Explorer) -> None:
         self.job, self.predictor, self.explorer = job, predictor, explorer
 
-    def _render(self, prediction: Prediction | None, message: str | None = None) -> DrawView:
+    def _read(
+        self, image: Any, tuned: Predictor | None
+    ) -> tuple[Prediction | None, Weights, str | None]:
+        """One weights snapshot and its reading of the image (None and a message if unreadable)."""
+        weights = (tuned or self.predictor).current()
+        if image is None:
+            return None, weights, None
+        try:
+            return weights.predict(image), weights, None
+        except SketchError as err:
+            return None, weights, f"⚠️ {err}"
+
+    def _answer(
+        self,
+        prediction: Prediction | None,
+        weights: Weights,
+        key: str | None,
+        message: str | None = None,
+    ) -> DrawView:
+        """The answer's views; the explanation's are marked as on their way (see _explained)."""
         if prediction is None or prediction.label is None:
             note = message or NO_DIGIT.get(
                 prediction.sketch.reason if prediction and prediction.sketch else "empty",
@@ -113,14 +198,18 @@ class DrawTab:
                 seen=None,
                 answered=note,
                 image28=None,
-                shown_version=self.predictor.version.number,
+                shown_version=weights.version.number,
+                drawn_key=key,
+                **self.explorer.explain_with(weights, None)._asdict(),
             )
         probs = prediction.probabilities
         version = prediction.version
         note = "\n".join(
-            [f"Answered by **{version.label}** (weights v{version.number})."]
+            ([NOT_A_DIGIT] if prediction.not_digit else [])
+            + [f"Answered by **{version.label}** (weights v{version.number})."]
             + [f"- {hint}" for hint in reading_hints(prediction)]
         )
+        stale = gr.update(elem_classes=["stale"])  # the last explanation, faded until replaced
         return DrawView(
             label={str(d): float(p) for d, p in enumerate(probs)},
             probs=charts.probability_bars_html(probs),
@@ -128,63 +217,126 @@ class DrawTab:
             answered=note,
             image28=prediction.image,
             shown_version=version.number,
+            drawn_key=key,
+            saliency=stale,
+            maps1=stale,
+            maps2=stale,
+            why_caption=f"Explaining the answer **{prediction.label}** of weights "
+            f"v{version.number}…",
         )
 
-    def predict(self, image: Any, tuned: Predictor | None = None) -> DrawView:
-        """Sketchpad value or image file -> label, bars, 28x28 view, note, and state.
+    def _explained(
+        self, answer: DrawView, prediction: Prediction | None, weights: Weights
+    ) -> DrawView:
+        """The answer's explanation, by the same weights snapshot that answered."""
+        if prediction is None or prediction.label is None:
+            return answer
+        why = self.explorer.explain_with(weights, prediction.image)
+        fresh = {  # updates, so that each image is encoded as its component says (PNG)
+            name: gr.update(value=getattr(why, name), elem_classes=[])
+            for name in ("saliency", "maps1", "maps2")
+        }
+        return answer._replace(**fresh, why_caption=why.why_caption)
+
+    def predict(
+        self, image: Any, tuned: Predictor | None = None, key: str | None = None
+    ) -> DrawView:
+        """Sketchpad value or image file -> every view of it, from one weights version.
 
         `tuned` is this visitor's own fine-tuned model (see Explorer.fine_tune), if any.
         """
-        if image is None:
-            return self._render(None)
-        try:
-            prediction = (tuned or self.predictor).predict(image)
-        except SketchError as err:
-            return self._render(None, f"⚠️ {err}")
-        return self._render(prediction)
+        prediction, weights, message = self._read(image, tuned)
+        return self._explained(self._answer(prediction, weights, key, message), prediction, weights)
 
     def predict_drawing(self, data_url: str | None, tuned: Predictor | None = None) -> DrawView:
         """The drawing pad's PNG data URL ('' when cleared) -> the same outputs as predict."""
-        if not data_url:
-            return self._render(None)
+        return _last(self._stream(data_url, tuned))
+
+    def _stream(self, data_url: str | None, tuned: Predictor | None) -> Iterator[DrawView]:
+        """A pad value's answer as soon as it is known, then the same with its explanation."""
+        key = drawing_key(data_url)
         try:
-            image = decode_data_url(data_url)
+            image = decode_data_url(data_url) if data_url else None
         except SketchError as err:
-            return self._render(None, f"⚠️ {err}")
-        return self.predict(image, tuned)
+            weights = (tuned or self.predictor).current()
+            yield self._answer(None, weights, key, f"⚠️ {err}")
+            return
+        prediction, weights, message = self._read(image, tuned)
+        answer = self._answer(prediction, weights, key, message)
+        yield answer
+        if prediction is not None and prediction.label is not None:
+            yield self._explained(answer, prediction, weights)
 
-    def read_drawing(self, data_url: str | None, tuned: Predictor | None = None) -> ReadView:
-        """The pad's event: predict_drawing, and wake the re-scoring timer during a run."""
-        drawn = self.predict_drawing(data_url, tuned)
-        return ReadView(*drawn, draw_timer=self._follow_if_training(data_url, tuned))
+    def stream_drawing(
+        self, data_url: str | None, tuned: Predictor | None = None, spark: list | None = None
+    ) -> Iterator[PadView]:
+        """The pad's event: the answer first, then its explanation, in one event.
 
-    def read_upload(self, path: Any, tuned: Predictor | None = None) -> ReadView:
-        """The upload's event: predict, and wake the re-scoring timer during a run."""
-        drawn = self.predict(path, tuned)
-        return ReadView(*drawn, draw_timer=self._follow_if_training(path, tuned))
+        One event, so no later drawing's views can be overwritten by this one's (the pad's
+        events run one at a time, the last value winning); two steps, so the answer paints
+        ~50-150 ms before the explanation is ready. A drawing (or Clear) also empties the
+        upload box: one picture is read at a time, and a file left listed after Clear would
+        look like the one being read.
+        """
+        timer = self._follow_if_training(data_url, tuned)
+        extras = (*_spark_restart(spark), timer, None)
+        for i, view in enumerate(self._stream(data_url, tuned)):
+            yield PadView(*view, *(extras if i == 0 else (gr.skip(),) * len(extras)))
+
+    def read_drawing(
+        self, data_url: str | None, tuned: Predictor | None = None, spark: list | None = None
+    ) -> PadView:
+        """stream_drawing's views once it is done (for tests and callers without a stream)."""
+        return _merged(list(self.stream_drawing(data_url, tuned, spark)))
+
+    def stream_upload(
+        self, path: Any, tuned: Predictor | None = None, spark: list | None = None
+    ) -> Iterator[ReadView]:
+        """The upload's event: the answer, then its explanation, as for a drawing."""
+        prediction, weights, message = self._read(path, tuned)
+        answer = self._answer(prediction, weights, drawing_key(None, path), message)
+        if path is not None and answer.image28 is None and answer.answered == NO_DIGIT["empty"]:
+            answer = answer._replace(answered=BLANK_UPLOAD)
+        extras = (*_spark_restart(spark), self._follow_if_training(path, tuned))
+        yield ReadView(*answer, *extras)
+        if prediction is not None and prediction.label is not None:
+            explained = self._explained(answer, prediction, weights)
+            yield ReadView(*explained, *(gr.skip(),) * len(extras))
+
+    def read_upload(
+        self, path: Any, tuned: Predictor | None = None, spark: list | None = None
+    ) -> ReadView:
+        """stream_upload's views once it is done."""
+        return _merged(list(self.stream_upload(path, tuned, spark)))
 
     def _follow_if_training(self, drawing: Any, tuned: Predictor | None) -> Any:
         live = drawing and tuned is None and self.job.state in ACTIVE  # a tuned model is fixed
         return gr.Timer(active=True) if live else gr.skip()
 
     def warm_up(self) -> str | None:
-        """One drawing and its explanation before any visitor: the first calls into torch and
-        the image code cost ~30 ms more than later ones, and that should not be a visitor's."""
+        """One drawing and its explanation before any visitor: the first calls into torch, the
+        image code and the not-a-digit check (which reads MNIST once) cost more than later
+        ones, and that should not be a visitor's."""
         pad = Image.new("L", (SIDE, SIDE), 255)
         ImageDraw.Draw(pad).line([(SIDE // 2, SIDE // 5), (SIDE // 2, SIDE * 4 // 5)], 0, BRUSH)
         buffer = io.BytesIO()
         pad.save(buffer, "PNG")
         url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-        drawn = self.predict_drawing(url)
-        self.explorer.explain(drawn.image28, None)
-        confidences = drawn.label
+        confidences = self.predict_drawing(url).label
         return max(confidences, key=confidences.get) if confidences else None  # a "1"
 
-    def rescore(self, image28: np.ndarray | None, tuned: Predictor | None) -> DrawView:
-        """The current drawing again, e.g. after a fine-tune or a switch of model."""
-        if image28 is None:
-            return self._render(None)
-        return self._render((tuned or self.predictor).predict_preprocessed(np.asarray(image28)))
+    def rescore(
+        self,
+        image28: np.ndarray | None,
+        tuned: Predictor | None,
+        key: str | None = None,
+        spark: list | None = None,
+    ) -> ReadView:
+        """The current drawing read again by other weights: a fine-tune, the shared model."""
+        weights = (tuned or self.predictor).current()
+        prediction = None if image28 is None else weights.predict_preprocessed(np.asarray(image28))
+        drawn = self._explained(self._answer(prediction, weights, key), prediction, weights)
+        return ReadView(*drawn, *_spark_restart(spark), draw_timer=gr.skip())
 
     def follow_live_weights(
         self,
@@ -194,38 +346,66 @@ class DrawTab:
         shown: int | None,
         tuned: Predictor | None = None,
         spark: list | None = None,
-    ) -> FollowView:
-        """Re-score the current drawing when newer weights were published (while training).
+        drawn_key: str | None = None,
+    ) -> ReadView:
+        """Re-read the current drawing when newer weights were published: every view of it.
 
-        `drawing` and `uploaded` are the pad's and the upload's values when the tick fired:
-        empty once cleared, even if the clear's own event has not yet emptied `image28`, so a
-        re-score never brings back the answer for a drawing that is gone. Also extends the
-        drawing's sparkline. A visitor's own tuned model does not change.
+        `drawing` and `uploaded` are the pad's and the upload's values when the tick fired,
+        `drawn_key` says which drawing the views showed then: if the pad was cleared or holds
+        a newer drawing than the views, that drawing's own event brings its views, and this
+        tick must not bring back the old one's. Also extends the drawing's sparkline. A
+        visitor's own tuned model does not change.
         """
-        stale = not (drawing or uploaded) or image28 is None or tuned is not None
+        current = drawing_key(drawing, uploaded)
+        stale = current is None or current != drawn_key or image28 is None or tuned is not None
         # Ticks with nothing to re-score cost every open tab a round trip a second (and send
         # the drawing to the server): sleep until a new drawing or a run wakes the timer.
         following = self.job.state in ACTIVE and not stale
         timer = gr.skip() if following else gr.Timer(active=False)
-        if stale or shown == self.predictor.version.number:
-            return skip_all(FollowView)._replace(draw_timer=timer)
-        prediction = self.predictor.predict_preprocessed(np.asarray(image28))
+        weights = self.predictor.current()
+        if stale or shown == weights.version.number:
+            return skip_all(ReadView)._replace(draw_timer=timer)
+        prediction = weights.predict_preprocessed(np.asarray(image28))
         tracked = self.explorer.track(prediction, spark)
-        return FollowView(*self._render(prediction), *tracked, draw_timer=timer)
+        drawn = self._explained(self._answer(prediction, weights, drawn_key), prediction, weights)
+        return ReadView(*drawn, *tracked, draw_timer=timer)
 
 
 def build(c: Components, tab: DrawTab, explorer: Explorer) -> None:
-    """Lay out the Draw tab into `c` and wire its events."""
-    with gr.Tab("Draw", id="draw"), gr.Row(equal_height=False):
-        with gr.Column(scale=3, min_width=320):
-            c.pad = drawpad()
-            c.upload = gr.File(
-                label="…or upload an image file",
-                file_types=["image"],
-                type="filepath",
-                elem_id="upload",
-            )
-            with gr.Accordion("Why this answer", open=True, elem_id="why"):
+    """Lay out the Draw tab into `c` and wire its events.
+
+    Phone first: the pad and the answer come first, side by side on a desktop and one under
+    the other on a phone, so the answer is in view as soon as the pen lifts; why the answer,
+    the network's 28x28 view, the upload and teaching follow.
+    """
+    with gr.Tab("Draw", id="draw"):
+        with gr.Row(equal_height=False, elem_id="draw-top"):
+            with gr.Column(scale=3, min_width=300):
+                c.pad = drawpad()
+            with gr.Column(scale=2, min_width=280, elem_id="answer-column"):
+                c.label = gr.Label(num_top_classes=1, label="Answer", elem_id="label")
+                c.probs = gr.HTML(
+                    charts.probability_bars_html(None),
+                    label="All ten probabilities",
+                    show_label=False,
+                    container=False,
+                    elem_id="probs",
+                )
+                c.answered = gr.Markdown(elem_id="answered")
+                c.spark_plot = gr.LinePlot(
+                    x="epoch",
+                    y="probability",
+                    y_lim=[0, 1],
+                    height=160,
+                    visible=False,
+                    elem_id="spark",
+                    show_label=False,
+                )
+        with gr.Row(equal_height=False):
+            with (
+                gr.Column(scale=3, min_width=300),
+                gr.Accordion("Why this answer", open=True, elem_id="why"),
+            ):
                 c.why_caption = gr.Markdown(elem_id="why-caption")
                 with gr.Row(equal_height=False):
                     c.saliency = gr.Image(
@@ -252,9 +432,7 @@ def build(c: Components, tab: DrawTab, explorer: Explorer) -> None:
                             format=PNG,
                             buttons=[],
                         )
-        with gr.Column(scale=2, min_width=280):
-            c.label = gr.Label(num_top_classes=3, label="Prediction", elem_id="label")
-            with gr.Row():
+            with gr.Column(scale=2, min_width=280):
                 c.seen = gr.Image(
                     label="What the network sees (28×28)",
                     interactive=False,
@@ -264,61 +442,46 @@ def build(c: Components, tab: DrawTab, explorer: Explorer) -> None:
                     format=PNG,
                     buttons=[],
                 )
-            c.probs = gr.HTML(
-                charts.probability_bars_html(None),
-                label="All ten probabilities",
-                show_label=True,
-                container=True,
-                elem_id="probs",
-            )
-            c.answered = gr.Markdown(elem_id="answered")
-            c.spark_plot = gr.LinePlot(
-                x="epoch",
-                y="probability",
-                y_lim=[0, 1],
-                height=160,
-                visible=False,
-                elem_id="spark",
-                show_label=False,
-            )
-            explore.build_teach(c)
+                c.upload = gr.File(
+                    label="…or upload an image file",
+                    file_types=["image"],
+                    type="filepath",
+                    elem_id="upload",
+                )
+                explore.build_teach(c)
 
-    def explain_after(event: Any) -> None:  # let the answer paint, then explain it
-        event.then(None, js=AFTER_PAINT_JS).then(
-            explorer.after_drawing, [c.image28, c.tuned, c.spark], outputs(WhyView, c), **PRIVATE
-        )
-
+    # One event per drawing computes every view of it from one weights version: an answer and
+    # an explanation in two chained events could each land after a later drawing's.
     rescoring = c.draw_timer.tick(  # the pad's value says whether it still holds a drawing
         tab.follow_live_weights,
-        [c.pad, c.upload, c.image28, c.shown_version, c.tuned, c.spark],
-        outputs(FollowView, c),
+        [c.pad, c.upload, c.image28, c.shown_version, c.tuned, c.spark, c.drawn_key],
+        outputs(ReadView, c),
         concurrency_limit=None,
         **PRIVATE,
     )
-    explain_after(
-        c.pad.change(  # a re-scoring still in flight holds the old drawing: cancel it
-            tab.read_drawing,
-            [c.pad, c.tuned],
-            outputs(ReadView, c),
-            trigger_mode="always_last",
-            concurrency_limit=None,
-            cancels=[rescoring],
-            **PRIVATE,
-        )
+    c.pad.change(  # a re-scoring still in flight holds the old drawing: cancel it
+        tab.stream_drawing,
+        [c.pad, c.tuned, c.spark],
+        outputs(PadView, c),
+        trigger_mode="always_last",
+        concurrency_limit=None,
+        cancels=[rescoring],
+        api_name="read_drawing",  # the name raw clients (tests/api, bench) know it by
+        **PRIVATE,
     )
-    explain_after(
-        c.upload.upload(
-            tab.read_upload,
-            [c.upload, c.tuned],
-            outputs(ReadView, c),
-            concurrency_limit=None,
-            **PRIVATE,
-        )
+    c.upload.upload(
+        tab.stream_upload,
+        [c.upload, c.tuned, c.spark],
+        outputs(ReadView, c),
+        concurrency_limit=None,
+        cancels=[rescoring],
+        api_name="read_upload",
+        **PRIVATE,
     )
 
     def redraw(event: Any) -> None:  # after a fine-tune or back to the shared model
-        event.then(tab.rescore, [c.image28, c.tuned], outputs(DrawView, c), **PRIVATE).then(
-            explorer.after_drawing, [c.image28, c.tuned, c.spark], outputs(WhyView, c), **PRIVATE
+        event.then(
+            tab.rescore, [c.image28, c.tuned, c.drawn_key, c.spark], outputs(ReadView, c), **PRIVATE
         )
 
     explore.wire_teach(c, explorer, redraw)

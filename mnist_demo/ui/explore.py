@@ -18,16 +18,17 @@ from typing import Any, NamedTuple
 import gradio as gr
 import numpy as np
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from .. import charts, checkpoints, insight, teach
 from ..checkpoints import Checkpoint
 from ..data import load_mnist
 from ..job import ACTIVE, Snapshot, TrainingJob
 from ..limits import Busy, FineTuneGate
-from ..predict import Prediction, Predictor, WeightsVersion
+from ..predict import Prediction, Predictor, Weights, WeightsVersion
 from ..records import epoch_position
 from ..settings import AppSettings
-from .common import PRIVATE, Components, outputs, skip_all
+from .common import PRIVATE, Components, a_digit, count_of, outputs, skip_all
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ TILE_SIDE = 56  # px per feature map in the grids, whatever the map's own size
 TEACH_STEPS = 60
 TEACH_SECONDS = 20.0
 
-CONFUSION_COLUMNS = ["true ↓ read →"] + [f"→{d}" for d in range(10)]
+# Short headers: on a phone a column is ~28 px wide. Row = true digit, column = read as.
+CONFUSION_COLUMNS = ["true"] + [str(d) for d in range(10)]
+RIGHT_CELL, MISREAD_RGB = "#e8f3ea", (228, 87, 86)  # diagonal; mistakes, darker = more
 
 
 class ClassView(NamedTuple):
@@ -84,15 +87,6 @@ class ExplainView(NamedTuple):
     why_caption: Any
 
 
-class WhyView(NamedTuple):
-    saliency: Any
-    maps1: Any
-    maps2: Any
-    why_caption: Any
-    spark: Any  # this drawing's (epoch, probabilities) points
-    spark_plot: Any
-
-
 class TrackView(NamedTuple):
     spark: Any
     spark_plot: Any
@@ -115,12 +109,35 @@ class SharedModelView(NamedTuple):
     teach_message: Any
 
 
-def confusion_frame(matrix: Any) -> pd.DataFrame:
-    """A 10x10 count table with the true digit as its first column (what a click reports)."""
+def confusion_frame(matrix: Any) -> Styler:
+    """The 10x10 counts as a heatmap table, the true digit first (what a click reports).
+
+    A heat map because people find the big mistakes by colour faster than by reading 100
+    counts; a table because a cell stays clickable. Mistakes are shaded on a log scale (a
+    handful of 3-for-5 misreads must still show next to 30 of 4-for-9), right answers pale.
+    """
     matrix = np.asarray(matrix, dtype=np.int64)
     frame = pd.DataFrame(matrix, columns=CONFUSION_COLUMNS[1:])
     frame.insert(0, CONFUSION_COLUMNS[0], [str(d) for d in range(10)])
-    return frame
+    mistakes = matrix.copy()
+    np.fill_diagonal(mistakes, 0)
+    shade = np.log1p(mistakes) / np.log1p(max(int(mistakes.max()), 1))
+    r, g, b = MISREAD_RGB
+    styles = [
+        [""]
+        + [
+            f"background-color: {RIGHT_CELL}"
+            if i == j
+            else (
+                f"background-color: rgba({r}, {g}, {b}, {0.15 + 0.85 * shade[i, j]:.2f})"
+                if mistakes[i, j]
+                else ""
+            )
+            for j in range(10)
+        ]
+        for i in range(10)
+    ]
+    return frame.style.apply(lambda _: pd.DataFrame(styles, columns=frame.columns), axis=None)
 
 
 def per_class_frame(per_class: Any) -> pd.DataFrame:
@@ -243,8 +260,8 @@ class Explorer:
         mistakes = insight.confusion_matrix(test.labels, predictions)
         np.fill_diagonal(mistakes, 0)
         count = int(mistakes[_any_or(true), _any_or(read)].sum())  # the gallery shows <= 24
-        what = f"{'any digit' if true is None else f'a {true}'} read as " + (
-            "something else" if read is None else f"a {read}"
+        what = f"{'any digit' if true is None else a_digit(true)} read as " + (
+            "something else" if read is None else a_digit(read)
         )
         if not found:
             return GalleryView(
@@ -253,10 +270,16 @@ class Explorer:
         items = [
             (insight.gallery_image(m), f"{m.true}→{m.predicted} {m.confidence:.0%}") for m in found
         ]
-        shown = f"the {len(found)} most confident" if len(found) < count else "all"
+        if len(found) < count:
+            shown = f"the {len(found)} most confident below"
+        else:
+            shown = "it is below" if count == 1 else "all below"
+        # A lone image keeps the grid's tile size (not the whole width) and its caption.
+        gallery = gr.Gallery(
+            value=items, visible=True, columns=8, object_fit="contain", preview=False
+        )
         return GalleryView(
-            gr.Gallery(value=items, visible=True),
-            f"{count} test images of {what} ({label}); {shown} below.",
+            gallery, f"{count_of(count, 'test image')} of {what} ({label}); {shown}."
         )
 
     def select_cell(self, evt: gr.SelectData) -> CellView:
@@ -291,16 +314,23 @@ class Explorer:
     # --- why this answer, and the sparkline (Draw tab) ----------------------------------------
 
     def explain(self, image28: np.ndarray | None, tuned: Predictor | None) -> ExplainView:
-        """Saliency overlay and the feature maps of each conv stage for the current drawing."""
+        """Saliency overlay and the feature maps of each conv stage, by the current weights."""
+        return self.explain_with((tuned or self.predictor).current(), image28)
+
+    @staticmethod
+    def explain_with(weights: Weights, image28: np.ndarray | None) -> ExplainView:
+        """Why `weights` answer what they do for a drawing; the caption names the version."""
         if image28 is None:
             return ExplainView(None, None, None, "")
         image = np.asarray(image28, dtype=np.float32)
-        explanation = (tuned or self.predictor).explain(image)
+        explanation = weights.explain(image)
         first, second = explanation.feature_maps[:2]
+        version = explanation.version
         caption = (
             f"Red-yellow: the ink that pushed the answer **{explanation.label}** most "
             f"(SmoothGrad × input). Below: the {len(first)} maps of the first conv stage and "
-            f"the {len(second)} of the second, brighter = stronger response."
+            f"the {len(second)} of the second, brighter = stronger response. "
+            f"Weights v{version.number}: {version.label}."
         )
         return ExplainView(
             saliency=insight.heat_overlay(image, explanation.saliency),
@@ -308,19 +338,6 @@ class Explorer:
             maps2=_tiles(second),
             why_caption=caption,
         )
-
-    def after_drawing(
-        self, image28: np.ndarray | None, tuned: Predictor | None, spark: list | None = None
-    ) -> WhyView:
-        """A new drawing: explain it and start its sparkline afresh.
-
-        With no points yet the sparkline is already hidden; updating a plot anyway costs the
-        server its whole config (~10 ms) on every drawing.
-        """
-        if not spark:
-            return WhyView(*self.explain(image28, tuned), spark=gr.skip(), spark_plot=gr.skip())
-        hidden = gr.LinePlot(value=None, visible=False)
-        return WhyView(*self.explain(image28, tuned), spark=[], spark_plot=hidden)
 
     def track(self, prediction: Prediction, spark: list | None) -> TrackView:
         """Add the re-scored drawing to its sparkline: P(its current answer) over training."""
@@ -336,7 +353,7 @@ class Explorer:
         plot = gr.LinePlot(
             value=frame,
             visible=len(points) > 1,
-            title=f"P(this drawing is a {digit}) as the network trains",
+            title=f"P(this drawing is {a_digit(digit)}) as the network trains",
         )
         return TrackView(spark=points, spark_plot=plot)
 
@@ -346,7 +363,7 @@ class Explorer:
     def _examples(personal: teach.PersonalSet) -> list:
         images, labels = personal.arrays()
         return [
-            ((255 * image).round().astype(np.uint8), f"#{i + 1}: a {label}")
+            ((255 * image).round().astype(np.uint8), f"#{i + 1}: {a_digit(label)}")
             for i, (image, label) in enumerate(zip(images, labels, strict=True))
         ]
 
@@ -462,7 +479,7 @@ def build_per_digit(c: Components) -> None:
             headers=CONFUSION_COLUMNS,
             interactive=False,
             label="Confusion matrix: click a cell to see those test images",
-            column_widths=["14%"] + ["8.6%"] * 10,
+            column_widths=["7.5%"] + ["9.25%"] * 10,
             elem_id="confusion",
         )
         with gr.Row():

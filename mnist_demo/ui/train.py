@@ -300,16 +300,21 @@ def wake_rescoring(seen: TickKey | None, key: TickKey, active: bool) -> Any:
 def build(c: Components, tab: TrainTab, settings: AppSettings) -> None:
     """Lay out the Train tab into `c` and wire its events."""
     defaults = config_from_preset("fast")
-    with gr.Tab("Train", id="train"), gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=300):
-            c.start = gr.Button("Start training", variant="primary", elem_id="start")
-            with gr.Row():
-                c.pause = gr.Button("Pause", size="sm", min_width=60, elem_id="pause")
-                c.resume = gr.Button("Resume", size="sm", min_width=60, elem_id="resume")
-                c.stop = gr.Button("Stop", size="sm", variant="stop", min_width=60, elem_id="stop")
-                c.reset = gr.Button("Reset", size="sm", min_width=60, elem_id="reset")
-            c.message = gr.Markdown(elem_id="message")
-            with gr.Row():
+    with gr.Tab("Train", id="train"), gr.Row(equal_height=False, elem_id="train-row"):
+        # On a phone (common.CSS) the buttons come first, then the status and the charts,
+        # then the settings: the two columns' parts are re-ordered, not duplicated.
+        with gr.Column(scale=1, min_width=300, elem_id="train-controls"):
+            with gr.Group(elem_id="train-buttons"):
+                c.start = gr.Button("Start training", variant="primary", elem_id="start")
+                with gr.Row():
+                    c.pause = gr.Button("Pause", size="sm", min_width=60, elem_id="pause")
+                    c.resume = gr.Button("Resume", size="sm", min_width=60, elem_id="resume")
+                    c.stop = gr.Button(
+                        "Stop", size="sm", variant="stop", min_width=60, elem_id="stop"
+                    )
+                    c.reset = gr.Button("Reset", size="sm", min_width=60, elem_id="reset")
+                c.message = gr.Markdown(elem_id="message")
+            with gr.Row(elem_id="train-presets"):
                 c.preset_buttons = {
                     name: gr.Button(PRESET_LABELS.get(name, name), size="sm", min_width=60)
                     for name in PRESETS
@@ -358,7 +363,7 @@ def build(c: Components, tab: TrainTab, settings: AppSettings) -> None:
             c.token = gr.Textbox(
                 label="Access token", type="password", visible=settings.training == "token"
             )
-        with gr.Column(scale=3):
+        with gr.Column(scale=3, elem_id="train-views"):
             c.status = gr.Markdown("**Idle**", elem_id="status")
             with gr.Row():
                 c.loss_plot = gr.LinePlot(

@@ -8,6 +8,7 @@ from pages import DESKTOP, LABEL_JS, draw_and_read, open_app
 
 from mnist_demo import checkpoints
 from mnist_demo.data import load_mnist
+from mnist_demo.ui.common import a_digit, count_of
 
 pytestmark = pytest.mark.e2e
 
@@ -38,10 +39,11 @@ def test_a_confusion_cell_opens_its_misread_digits(live_app, browser, screenshot
     assert cell.inner_text().strip() == str(count)
     cell.click()
     caption_js = "document.querySelector('#gallery-caption').innerText"
-    page.wait_for_function(f"{caption_js}.includes('a {true} read as a {read}')", timeout=15_000)
+    pair = f"{a_digit(true)} read as {a_digit(read)}"
+    page.wait_for_function(f"{caption_js}.includes('{pair}')", timeout=15_000)
     assert page.locator("#misreads img").count() == min(count, 24)
     caption = page.locator("#gallery-caption").inner_text()
-    assert caption.startswith(f"{count} test images of a {true} read as a {read}")
+    assert caption.startswith(f"{count_of(count, 'test image')} of {pair}")
     page.screenshot(path=screenshots / "per-digit.png", full_page=True)
 
 

@@ -18,6 +18,7 @@ from mnist_demo.settings import AppSettings
 from mnist_demo.teach import PersonalSet
 from mnist_demo.training import config_from_preset
 from mnist_demo.ui import explore
+from mnist_demo.ui.common import a_digit, count_of
 from mnist_demo.ui.explore import Explorer, confusion_frame
 
 SHIPPED = checkpoints.shipped("tutorial")
@@ -85,8 +86,8 @@ def test_the_class_view_reads_the_cached_answers_of_the_draw_model(make_explorer
     frame = value(bars)
     assert list(frame["digit"]) == [str(d) for d in range(10)]
     assert (frame["accuracy"] > 97).all()
-    assert table.shape == (10, 11)
-    assert int(table.iloc[:, 1:].to_numpy().sum()) == 10_000
+    assert table.data.shape == (10, 11)
+    assert int(table.data.iloc[:, 1:].to_numpy().sum()) == 10_000
 
 
 def test_opening_the_panel_gives_the_class_view_and_the_picked_pairs_gallery_at_once(
@@ -96,7 +97,7 @@ def test_opening_the_panel_gives_the_class_view_and_the_picked_pairs_gallery_at_
     view = explorer.open_per_digit("4", "9")
     table, caption, gallery_caption = view.confusion, view.class_caption, view.gallery_caption
     assert caption == explorer.class_view().class_caption
-    assert table.equals(explorer.class_view().confusion)
+    assert table.data.equals(explorer.class_view().confusion.data)
     assert gallery_caption == explorer.gallery("4", "9").gallery_caption
     assert "a 4 read as a 9" in gallery_caption
 
@@ -115,8 +116,6 @@ def test_the_gallery_shows_a_confusion_most_confident_first(make_explorer):
 
 
 def test_the_gallery_refuses_what_is_not_a_digit(make_explorer):
-    import gradio as gr
-
     explorer = make_explorer()
     for bad in ("12", "x", "-1"):
         with pytest.raises(gr.Error):
@@ -136,19 +135,8 @@ def test_explain_gives_a_heat_map_and_both_conv_stages(make_explorer, a_one):
     assert overlay.shape == (224, 224, 3) and overlay.dtype == np.uint8
     assert first.ndim == second.ndim == 3
     assert "the 16 maps" in caption and "the 32" in caption and "answer **1**" in caption
+    assert "Weights v1: shipped tutorial checkpoint" in caption
     assert make_explorer().explain(None, None) == (None, None, None, "")
-
-
-def test_a_new_drawing_restarts_the_sparkline_without_touching_a_hidden_plot(make_explorer, a_one):
-    explorer = make_explorer()
-    why = explorer.after_drawing(a_one, None, [])
-    points, plot = why.spark, why.spark_plot
-    assert points == gr.skip() and plot == gr.skip(), "no points: the plot is already hidden"
-    earlier = [(0.5, [0.1] * 10), (0.6, [0.1] * 10)]  # the previous drawing's sparkline
-    why = explorer.after_drawing(a_one, None, earlier)
-    overlay, points, plot = why.saliency, why.spark, why.spark_plot
-    assert overlay.shape == (224, 224, 3)
-    assert points == [] and isinstance(plot, gr.LinePlot) and plot.visible is False
 
 
 def test_teaching_is_private_by_default(make_explorer, a_one):
@@ -220,7 +208,7 @@ def test_a_finished_run_lands_in_the_history_with_its_exports(make_explorer):
     assert set(snap.exports) == {"csv", "png"} and snap.n_history == 1
     bars, table, caption = explorer.class_view_from(snap)
     assert f"training run {snap.run_id}, epoch 1" in caption
-    assert int(table.iloc[:, 1:].to_numpy().sum()) == 10_000
+    assert int(table.data.iloc[:, 1:].to_numpy().sum()) == 10_000
     assert "training run" in explorer.class_view().class_caption, (
         "the gallery uses the run's own pass"
     )
@@ -247,7 +235,25 @@ def test_run_ids_continue_after_a_restart(tmp_path):
     ]
 
 
-def test_confusion_frame_puts_the_true_digit_first():
-    frame = confusion_frame(np.eye(10, dtype=int) * 3)
-    assert list(frame.columns[:2]) == ["true ↓ read →", "→0"]
-    assert frame.iloc[4, 5] == 3 and frame.iloc[4, 0] == "4"
+def test_confusion_frame_puts_the_true_digit_first_and_shades_mistakes():
+    matrix = np.eye(10, dtype=int) * 3
+    matrix[3, 5], matrix[4, 9] = 1, 30
+    styled = confusion_frame(matrix)
+    frame, css = styled.data, styled.export()
+    assert list(frame.columns[:2]) == ["true", "0"]
+    assert frame.iloc[4, 5] == 3 and frame.iloc[4, 10] == 30 and frame.iloc[4, 0] == "4"
+    colours = styled._compute().ctx  # (row, column) -> [(property, value)]
+    assert colours[(4, 10)] == [("background-color", "rgba(228, 87, 86, 1.00)")]
+    assert colours[(3, 6)][0][1].startswith("rgba(228, 87, 86, 0.")  # a lone misread shows
+    assert colours[(2, 3)] == [("background-color", "#e8f3ea")]  # the diagonal is right
+    assert css
+
+
+def test_captions_count_and_name_digits_as_english_does(make_explorer):
+    assert (a_digit(8), a_digit("0"), a_digit(7)) == ("an 8", "a 0", "a 7")
+    assert (count_of(1, "test image"), count_of(1200, "test image")) == (
+        "1 test image",
+        "1,200 test images",
+    )
+    caption = make_explorer().gallery("8", "3").gallery_caption
+    assert "of an 8 read as a 3" in caption and "1 test images" not in caption

@@ -36,7 +36,7 @@ from mnist_demo.settings import AppSettings, SettingsError, from_env
 from mnist_demo.training import Control, TrainResult
 from mnist_demo.ui import Dashboard
 from mnist_demo.ui.common import IDLE_TICK
-from mnist_demo.ui.draw import NO_DIGIT
+from mnist_demo.ui.draw import NO_DIGIT, drawing_key
 from mnist_demo.ui.train import TickKey, wake_rescoring
 
 BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
@@ -237,10 +237,11 @@ def bad_inputs(tmp_path_factory) -> dict[str, object]:
     }
 
 
-def assert_no_digit_message(out: tuple) -> str:
-    """The six outputs of a reading without a digit: no label, a short message for a person."""
-    confidences, _, preview, note, image28, version = out
-    assert confidences == {} and preview is None and image28 is None
+def assert_no_digit_message(out) -> str:
+    """The views of a reading without a digit: no label, no explanation, a short message."""
+    note, version = out.answered, out.shown_version
+    assert out.label == {} and out.seen is None and out.image28 is None
+    assert out.saliency is None and out.why_caption == ""
     assert isinstance(version, int)
     assert note.startswith("⚠️ ") or note in NO_DIGIT.values(), note
     assert len(note) < 400
@@ -761,8 +762,9 @@ def test_a_drawing_is_rescored_while_weights_change_and_the_timer_sleeps_when_id
     drawn = dashboard.draw.predict(digit_one())
     image28, shown = drawn.image28, drawn.shown_version
     pad = "data:image/png;base64,..."  # any non-empty value: the pad still holds a drawing
+    key = drawing_key(pad)  # ...the one the views show
 
-    idle = dashboard.draw.follow_live_weights(pad, None, image28, shown)
+    idle = dashboard.draw.follow_live_weights(pad, None, image28, shown, drawn_key=key)
     rest = idle._replace(draw_timer=gr.skip())
     assert all(u == gr.skip() for u in rest) and timer_update(idle.draw_timer) is False
     assert (
@@ -780,10 +782,10 @@ def test_a_drawing_is_rescored_while_weights_change_and_the_timer_sleeps_when_id
     name, weights, _ = dashboard.predictor.weights()
     dashboard.predictor.set_weights(name, weights, "training run 1, epoch 0.50")  # as the job
 
-    live = dashboard.draw.follow_live_weights(pad, None, image28, shown)
+    live = dashboard.draw.follow_live_weights(pad, None, image28, shown, drawn_key=key)
     assert live.label and live.shown_version > shown, "the run's weights re-score the drawing"
     assert timer_update(live.draw_timer) is None  # stays on while the job is active
-    cleared = dashboard.draw.follow_live_weights("", None, image28, shown)
+    cleared = dashboard.draw.follow_live_weights("", None, image28, shown, drawn_key=key)
     assert cleared.label == gr.skip() and timer_update(cleared.draw_timer) is False, (
         "nothing to follow"
     )
@@ -793,7 +795,7 @@ def test_a_drawing_is_rescored_while_weights_change_and_the_timer_sleeps_when_id
     assert dashboard.train.stop() == "Stop requested."
     assert dashboard.job.wait(BOUND)
     final = dashboard.predictor.version.number  # the stopped run's weights, once re-scored
-    done = dashboard.draw.follow_live_weights(pad, None, image28, final)
+    done = dashboard.draw.follow_live_weights(pad, None, image28, final, drawn_key=key)
     assert done.label == gr.skip() and timer_update(done.draw_timer) is False
 
 

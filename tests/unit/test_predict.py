@@ -166,3 +166,20 @@ def test_weights_swapped_while_four_threads_predict(predictor):
         for version, probabilities in out:
             assert version in published
             np.testing.assert_allclose(probabilities, expected[version.label], rtol=1e-5)
+
+
+def test_an_answer_and_its_explanation_come_from_one_weights_version(predictor):
+    image = digits(1)[0]
+    weights = predictor.current()  # the Draw tab takes one snapshot per drawing
+
+    predictor.set_weights("tutorial", fresh_state(7), "training run 1, epoch 0.5")
+    answer = weights.predict_preprocessed(image)
+    explanation = weights.explain(image)
+
+    assert answer.version == explanation.version == weights.version
+    assert predictor.version.number == weights.version.number + 1
+    np.testing.assert_allclose(explanation.probabilities, answer.probabilities, atol=1e-6)
+    assert explanation.label == answer.label
+    newer = predictor.explain(image)
+    assert newer.version == predictor.version
+    assert not np.allclose(newer.probabilities, answer.probabilities)
