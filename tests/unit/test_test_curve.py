@@ -1,0 +1,75 @@
+"""The in-epoch test curve: a fixed, balanced test sample tested at regular fractions of an
+epoch, so every run (a quarter epoch included) draws a test curve of real points."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mnist_demo import training
+from mnist_demo.records import of_kind
+from mnist_demo.training import MIN_TEST_POINTS, _probe_steps, train
+
+
+def test_the_sample_is_fixed_balanced_and_in_the_splits_order(mnist):
+    _, test = mnist
+    idx = test.stratified(500)
+    assert torch.equal(idx, test.stratified(500)), "the same images every time"
+    assert torch.bincount(test.labels[idx], minlength=10).tolist() == [50] * 10
+    assert torch.all(idx[1:] > idx[:-1])
+
+
+@pytest.mark.parametrize(
+    ("steps_per_epoch", "epochs", "every"),
+    [(234, 1, 1 / 8), (234, 0.25, 1 / 32), (234, 3, 1 / 4), (937, 20, 1 / 4), (234, 2, 1 / 4)],
+)
+def test_probes_sit_at_regular_fractions_and_give_every_run_enough_points(
+    steps_per_epoch, epochs, every
+):
+    total = round(steps_per_epoch * epochs)
+    at = sorted(_probe_steps(steps_per_epoch, total))
+    expected = [round(j * every * steps_per_epoch) for j in range(1, round(1 / every))]
+    assert at == expected
+    in_run = sum(1 for e in range(int(epochs) + 1) for s in at if e * steps_per_epoch + s < total)
+    epoch_ends = max(1, int(epochs))
+    assert 1 + in_run + epoch_ends >= MIN_TEST_POINTS  # untrained + probes + full tests
+
+
+def test_a_short_run_records_a_test_curve_of_real_points(tiny_mnist, make_config):
+    # tiny data: 10 steps of 256 per epoch, a 500-image test split (~50 per digit)
+    result = train(make_config(epochs=1, probe_images=100, log_every=5), test_first=True)
+
+    probes = of_kind(result.history, "probe")
+    assert [p["step"] for p in probes] == [0, 1, 2, 4, 5, 6, 8, 9, 10]  # 0, eighths, the end
+    assert [p["epochs_done"] for p in probes] == [0, 0.1, 0.2, 0.4, 0.5, 0.6, 0.8, 0.9, 1.0]
+    assert all(p["images"] == 100 for p in probes)
+    assert all(p["seconds"] > 0 for p in probes[1:-1]), "the in-epoch passes are timed"
+    assert probes[0]["seconds"] == probes[-1]["seconds"] == 0, "read from the full passes"
+    assert probes[0]["test_accuracy"] < 40 < probes[-1]["test_accuracy"]
+    kinds = [r["kind"] for r in result.history]
+    assert kinds.index("epoch") == len(kinds) - 1, "the sample's end point comes first"
+
+
+def test_the_free_end_point_equals_testing_the_sample_alone(tiny_mnist, make_config):
+    result = train(make_config(epochs=1, probe_images=100), test_first=True)
+    _, test = tiny_mnist
+    idx = test.stratified(100)
+    alone = training.test_pass(result.model, training.Split(test.images[idx], test.labels[idx]))
+    end = of_kind(result.history, "probe")[-1]
+    assert end["test_accuracy"] == pytest.approx(alone.accuracy)
+    assert end["test_loss"] == pytest.approx(alone.loss, rel=1e-4)
+
+
+def test_probing_changes_nothing_in_the_training(tiny_mnist, make_config):
+    with_probes = train(make_config(max_steps=8, log_every=2, probe_images=100))
+    without = train(make_config(max_steps=8, log_every=2, probe_images=0))
+    losses = [[r["loss"] for r in of_kind(run.history, "step")] for run in (with_probes, without)]
+    assert losses[0] == losses[1]
+    assert not of_kind(without.history, "probe")
+    for a, b in zip(with_probes.model.parameters(), without.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_probe_images_is_validated(make_config):
+    with pytest.raises(training.ConfigError, match="probe_images"):
+        make_config(probe_images=-1)
