@@ -1,25 +1,39 @@
-"""Metric records -> long-format frames for live plots, and the tutorial's twin-axis figure.
+"""Metric records -> chart data: long-format frames, Vega-Lite specs for the live charts, and
+the tutorial's twin-axis figure.
 
-Pure functions: no torch, no Gradio. Live charts are Gradio native plots fed with small frames
-(downsampled); the twin-axis figure needs matplotlib and is drawn once per epoch at most.
+Pure functions: no torch, no Gradio. Live charts are Vega-Lite specs (plain dicts) because the
+loss needs a log axis, which Gradio's native plots lack; the browser draws them. The twin-axis
+figure needs matplotlib and is drawn once per epoch at most.
 """
 
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .records import EpochRecord, Record, StartRecord, StepRecord, epoch_position, is_kind, of_kind
+from .records import Record, StepRecord, epoch_position, epochs_done, is_kind, of_kind
 
 if TYPE_CHECKING:
     from .history import RunSummary
 
 MAX_POINTS = 400  # per series: a smooth curve that still redraws in a few ms at 2 Hz
-LOSS_COLOR, ACC_COLOR = "#1f77b4", "#d62728"  # the tutorial figure's blue loss, red accuracy
+# The tutorial figure's blue loss and red accuracy; test accuracy is dashed, as in the
+# tutorial, and purple so that it also differs by colour (red/green would not, for many).
+LOSS_COLOR, TRAIN_COLOR, TEST_COLOR = "#1f77b4", "#d62728", "#7b3294"
+TRAIN = "train"
+TRAIN_LOSS = "train loss"
+TEST_ALL = "test: all 10,000"  # the full test set, at each epoch's end (and untrained)
+# At least this many epoch records: the figure plots one point per epoch, like the tutorial's;
+# shorter runs plot what was measured during the epochs.
+PER_EPOCH_FROM = 4
+
+
+def sample_label(images: int) -> str:
+    """The in-epoch test series' name: says it is a sample, and of how many images."""
+    return f"test: {images:,}-image sample"
 
 
 def downsample(rows: Sequence[Any], max_points: int = MAX_POINTS) -> list[Any]:
@@ -37,55 +51,163 @@ def _steps(records: Sequence[Record]) -> list[StepRecord]:
     return downsample(of_kind(records, "step"))
 
 
-def _epoch_position(record: StepRecord) -> float:
-    return round(epoch_position(record), 3)
+def _x(record: Any) -> float:
+    """A record's place on the epoch axis, rounded for small payloads."""
+    return round(epoch_position(record) if is_kind(record, "step") else epochs_done(record), 4)
 
 
-def _epochs_done(record: EpochRecord | StartRecord | dict[str, Any]) -> float:
-    """Where a test result sits on the epoch axis: 1.5 after half of a second epoch, 0 for
-    the untrained weights (a start record's)."""
-    if is_kind(record, "start"):  # run-history points carry no kind
-        return 0.0
-    return record.get("epochs_done", record["epoch"])
+def _full_tests(records: Sequence[Record]) -> list[Any]:
+    return [
+        r for r in records if is_kind(r, "epoch") or (is_kind(r, "start") and "test_accuracy" in r)
+    ]
 
 
 def loss_frame(records: Sequence[Record]) -> pd.DataFrame:
-    """log10 of the training loss per logged step (the tutorial plots loss on a log axis)."""
-    rows = [
-        {"epoch": _epoch_position(r), "log10 loss": round(math.log10(max(r["loss"], 1e-6)), 3)}
-        for r in _steps(records)
-    ]
-    return pd.DataFrame(rows, columns=["epoch", "log10 loss"])
+    """The training loss per logged step (plain cross-entropy, for a log axis)."""
+    rows = [{"epoch": _x(r), "loss": r["loss"], "series": TRAIN_LOSS} for r in _steps(records)]
+    return pd.DataFrame(rows, columns=["epoch", "loss", "series"])
 
 
 def accuracy_frame(records: Sequence[Record]) -> pd.DataFrame:
-    """Train accuracy (running, per logged step) and test accuracy (per epoch), in percent."""
+    """Train accuracy per logged step; test accuracy on the sample during the epochs and on
+    all 10,000 images at each epoch's end (two series, named as such), in percent."""
     rows = [
-        {"epoch": _epoch_position(r), "accuracy": round(r["train_accuracy"], 2), "series": "train"}
+        {"epoch": _x(r), "accuracy": round(r["train_accuracy"], 2), "series": TRAIN}
         for r in _steps(records)
     ]
-    tests = [
-        {"epoch": float(_epochs_done(r)), "accuracy": r["test_accuracy"], "series": "test"}
-        for r in records
-        if is_kind(r, "epoch") or (is_kind(r, "start") and "test_accuracy" in r)
+    rows += [
+        {"epoch": _x(r), "accuracy": r["test_accuracy"], "series": sample_label(r["images"])}
+        for r in downsample(of_kind(records, "probe"))
     ]
-    # Gradio 6.31's plot takes its series from the first data it draws: a series that first
-    # appears later gets no line or legend. So nothing is drawn before the first step, and a
-    # test point without a value (not drawn) names the test series until there is one.
-    if not rows:
-        tests = []
-    elif not tests:
-        tests = [{"epoch": rows[0]["epoch"], "accuracy": None, "series": "test"}]
-    return pd.DataFrame(rows + tests, columns=["epoch", "accuracy", "series"])
+    rows += [
+        {"epoch": _x(r), "accuracy": r["test_accuracy"], "series": TEST_ALL}
+        for r in _full_tests(records)
+    ]
+    return pd.DataFrame(rows, columns=["epoch", "accuracy", "series"])
 
 
 def speed_frame(records: Sequence[Record]) -> pd.DataFrame:
     """Training throughput in images per second per logged step."""
-    rows = [
-        {"epoch": _epoch_position(r), "images/s": round(r["samples_per_second"])}
-        for r in _steps(records)
-    ]
+    rows = [{"epoch": _x(r), "images/s": round(r["samples_per_second"])} for r in _steps(records)]
     return pd.DataFrame(rows, columns=["epoch", "images/s"])
+
+
+def epoch_frames(epochs: Sequence[Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Loss and accuracy frames of a run known only by its epoch records (a checkpoint's
+    history): one point per epoch, as the tutorial plots them."""
+    loss = pd.DataFrame(
+        [{"epoch": _x(r), "loss": r["train_loss"], "series": TRAIN_LOSS} for r in epochs],
+        columns=["epoch", "loss", "series"],
+    )
+    acc = pd.DataFrame(
+        [
+            {"epoch": _x(r), "accuracy": r[key], "series": series}
+            for r in epochs
+            for key, series in (("train_accuracy", TRAIN), ("test_accuracy", TEST_ALL))
+        ],
+        columns=["epoch", "accuracy", "series"],
+    )
+    return loss, acc
+
+
+# --- Vega-Lite specs for the browser -----------------------------------------------------------
+
+
+def _series_color(series: str) -> str:
+    if series == TRAIN:
+        return TRAIN_COLOR
+    return TEST_COLOR if series.startswith("test") else LOSS_COLOR
+
+
+def line_spec(
+    frame: pd.DataFrame,
+    y: str,
+    *,
+    title: str,
+    y_title: str,
+    subtitle: str = "",
+    log_y: bool = False,
+    color: str = "series",
+    height: int = 220,
+    empty: str = "",
+) -> dict[str, Any]:
+    """A Vega-Lite chart of `frame` against epochs: one line per `color` value; a test series
+    dashed; the full test as dots only (a line between two full tests was never measured).
+
+    `empty` is the chart's text while there is no data, so a chart is never a blank box.
+    """
+    values = frame.dropna(subset=[y]).to_dict("records")
+    series = list(dict.fromkeys(row[color] for row in values))
+    palette = color == "series"
+    scale: dict[str, Any] = (
+        {"domain": series, "range": [_series_color(s) for s in series]} if palette else {}
+    )
+    encoding = {
+        "x": {
+            "field": "epoch",
+            "type": "quantitative",
+            "title": "epoch",
+            "scale": {"zero": True, "nice": False},
+            "axis": {"format": "~g", "tickMinStep": 0.05},
+        },
+        "y": {
+            "field": y,
+            "type": "quantitative",
+            "title": y_title,
+            "scale": {"type": "log"} if log_y else {"zero": False},
+            "axis": {"format": "~g" if log_y else ".4~r"},
+        },
+        "tooltip": [
+            {"field": color, "type": "nominal"},
+            {"field": "epoch", "type": "quantitative", "format": ".3~f"},
+            {"field": y, "type": "quantitative", "format": ".4~g"},
+        ],
+    }
+    dots = [s for s in series if s == TEST_ALL]
+    dashed = {
+        "condition": {"test": f"indexof(datum['{color}'], 'test') === 0", "value": [6, 3]},
+        "value": [1, 0],
+    }
+    layers: list[dict[str, Any]] = [
+        {
+            "transform": [{"filter": {"not": {"field": color, "oneOf": dots}}}] if dots else [],
+            "mark": {
+                "type": "line",
+                "point": {"filled": True, "strokeOpacity": 0} if len(values) < 40 else False,
+                "clip": True,
+            },
+            "encoding": {**encoding, "strokeDash": dashed if palette else {"value": [1, 0]}},
+        }
+    ]
+    if dots:
+        layers.append(
+            {
+                "transform": [{"filter": {"field": color, "oneOf": dots}}],
+                "mark": {"type": "point", "filled": True, "size": 70, "strokeOpacity": 0},
+                "encoding": encoding,
+            }
+        )
+    if not values:
+        layers = [
+            {
+                "data": {"values": [{}]},
+                "mark": {"type": "text", "fontSize": 13, "fill": "#6b7280", "stroke": None},
+                "encoding": {"text": {"value": empty or "No data yet."}},
+            }
+        ]
+    # The colour is shared by the layers, at the top: Gradio's line charts recolour each
+    # layer's own colour scale with the theme's palette, and the series' colours mean something.
+    legend = {"orient": "bottom", "labelLimit": 260, "title": None}
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": {"text": title, "subtitle": subtitle, "anchor": "start", "fontSize": 13},
+        "data": {"values": values},
+        "height": height,
+        "encoding": {"color": {"field": color, "type": "nominal", "scale": scale, "legend": legend}}
+        if values
+        else {},
+        "layer": layers,
+    }
 
 
 def probability_bars_html(probabilities: Sequence[float] | None) -> str:
@@ -103,56 +225,130 @@ def probability_bars_html(probabilities: Sequence[float] | None) -> str:
 
 
 def tutorial_figure(records: Sequence[Record]):
-    """The tutorial's figure: mean train loss per epoch (log, left), accuracies (right)."""
+    """The tutorial's twin-axis figure: training loss (log, left), accuracies (right).
+
+    A run of PER_EPOCH_FROM epochs or more is drawn per epoch, like the tutorial's (mean train
+    loss, train and test accuracy after each epoch); a shorter run is drawn from what was
+    measured during it (loss and train accuracy per logged step, the sample's test accuracy),
+    with the full test's result as dots. Train solid, test dashed.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a server
     from matplotlib.figure import Figure
 
     epochs = of_kind(records, "epoch")
-    x = [_epochs_done(r) for r in epochs]
-    fig = Figure(figsize=(5, 3.2), dpi=100, layout="constrained")
+    steps = of_kind(records, "step")
+    fig = Figure(figsize=(5.6, 3.4), dpi=100, layout="constrained")
     ax1 = fig.add_subplot()
-    ax1.plot(x, [r["train_loss"] for r in epochs], "-o", color=LOSS_COLOR, label="train loss")
+    ax2 = ax1.twinx()
+    if len(epochs) >= PER_EPOCH_FROM or not steps:
+        x = [epochs_done(r) for r in epochs]
+        marker = "" if len(x) >= PER_EPOCH_FROM else "o"
+        ax1.plot(
+            x, [r["train_loss"] for r in epochs], "-" + marker, color=LOSS_COLOR, label="train loss"
+        )
+        ax2.plot(
+            x,
+            [r["train_accuracy"] for r in epochs],
+            "-" + marker,
+            color=TRAIN_COLOR,
+            label="train accuracy",
+        )
+        ax2.plot(
+            x,
+            [r["test_accuracy"] for r in epochs],
+            "--" + marker,
+            color=TEST_COLOR,
+            label="test accuracy",
+        )
+        if len(x) > 1:
+            ax1.set_xlim(x[0], x[-1])
+        title = "Loss and accuracy per epoch"
+    else:
+        loss, acc = loss_frame(records), accuracy_frame(records)
+        ax1.plot(loss["epoch"], loss["loss"], "-", color=LOSS_COLOR, lw=1, label="train loss")
+        for series, rows in acc.groupby("series", sort=False):
+            if series == TRAIN:
+                ax2.plot(
+                    rows["epoch"],
+                    rows["accuracy"],
+                    "-",
+                    color=TRAIN_COLOR,
+                    lw=1,
+                    label="train accuracy",
+                )
+            elif series == TEST_ALL:
+                ax2.plot(
+                    rows["epoch"],
+                    rows["accuracy"],
+                    "o",
+                    color=TEST_COLOR,
+                    ms=6,
+                    label=f"test accuracy ({TEST_ALL[6:]})",
+                )
+            else:
+                ax2.plot(
+                    rows["epoch"],
+                    rows["accuracy"],
+                    "--.",
+                    color=TEST_COLOR,
+                    lw=1.2,
+                    label=f"test accuracy ({series[6:]})",
+                )
+        ax1.set_xlim(0, max(_x(steps[-1]), 1e-3))
+        title = "Loss and accuracy during training"
     ax1.set_xlabel("Epoch")
     ax1.set_ylabel("Loss", color=LOSS_COLOR)
     ax1.tick_params(axis="y", labelcolor=LOSS_COLOR)
     ax1.set_yscale("log")
-    if len(x) > 1:
-        ax1.set_xlim(x[0], x[-1])
-    ax2 = ax1.twinx()
-    ax2.plot(
-        x, [r["train_accuracy"] for r in epochs], "-o", color=ACC_COLOR, label="train accuracy"
+    ax2.set_ylabel("Accuracy (%)", color=TRAIN_COLOR)
+    ax2.tick_params(axis="y", labelcolor=TRAIN_COLOR)
+    fig.suptitle(title, fontsize="medium")
+    handles = len(ax1.get_lines()) + len(ax2.get_lines())
+    fig.legend(
+        loc="outside lower center", ncols=3 if handles == 3 else 2, fontsize="small", frameon=False
     )
-    ax2.plot(x, [r["test_accuracy"] for r in epochs], "--o", color=ACC_COLOR, label="test accuracy")
-    ax2.set_ylabel("Accuracy (%)", color=ACC_COLOR)
-    ax2.tick_params(axis="y", labelcolor=ACC_COLOR)
-    fig.suptitle("The tutorial's figure: loss and accuracy per epoch", fontsize="medium")
-    fig.legend(loc="outside lower center", ncols=3, fontsize="small", frameon=False)
     return fig
 
 
-def history_frame(runs: Sequence[RunSummary]) -> pd.DataFrame:
-    """Test accuracy per epoch of several runs, long format, for one overlaid line chart.
-
-    Run ids restart at 1 when the app restarts, so a label that is already taken gets the
-    run's finishing time appended: each run keeps its own line and colour.
-    """
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
+def _run_labels(runs: Sequence[RunSummary]) -> list[str]:
+    """Legend names: run ids restart at 1 when the app restarts, so a label already taken
+    gets the run's finishing time appended and each run keeps its own line and colour."""
+    labels: list[str] = []
     for run in runs:
         base = run.label
-        label = f"{base} ({run.finished_at[11:16]})" if base in seen else base  # HH:MM
+        label = f"{base} ({run.finished_at[11:16]})" if base in labels else base  # HH:MM
         copy = 2
-        while label in seen:
+        while label in labels:
             label, copy = f"{base} ({copy})", copy + 1
-        seen.add(label)
-        rows += [
-            {"epoch": _epochs_done(point), "test_accuracy": point["test_accuracy"], "run": label}
-            for point in run.epochs_curve
-            if "epoch" in point and "test_accuracy" in point
+        labels.append(label)
+    return labels
+
+
+def history_frame(runs: Sequence[RunSummary]) -> pd.DataFrame:
+    """Test accuracy against epochs of several runs, long format, for one overlaid chart:
+    the in-epoch sample's curve where the run has one, else its per-epoch full tests."""
+    rows: list[dict[str, Any]] = []
+    for run, label in zip(runs, _run_labels(runs), strict=True):
+        curve = run.test_curve or [
+            [epochs_done(p), p["test_accuracy"]]
+            for p in run.epochs_curve
+            if "epoch" in p and "test_accuracy" in p
         ]
+        rows += [{"epoch": x, "test_accuracy": acc, "run": label} for x, acc in curve]
     return pd.DataFrame(rows, columns=["epoch", "test_accuracy", "run"])
+
+
+def history_loss_frame(runs: Sequence[RunSummary]) -> pd.DataFrame:
+    """Training loss against epochs of several runs (per logged step, or per epoch)."""
+    rows: list[dict[str, Any]] = []
+    for run, label in zip(runs, _run_labels(runs), strict=True):
+        curve = run.loss_curve or [
+            [epochs_done(p), p["train_loss"]] for p in run.epochs_curve if "train_loss" in p
+        ]
+        rows += [{"epoch": x, "loss": loss, "run": label} for x, loss in curve]
+    return pd.DataFrame(rows, columns=["epoch", "loss", "run"])
 
 
 def figure_png(records: Sequence[Record]) -> bytes:

@@ -223,7 +223,7 @@ def test_records_csv_has_one_row_per_record_and_blanks_where_absent():
 
     lines = text.splitlines()
     assert lines[0] == (
-        "kind,epoch,step,train_seconds,loss,train_accuracy,test_accuracy,test_loss,"
+        "kind,epoch,epochs_done,step,train_seconds,loss,train_accuracy,test_accuracy,test_loss,"
         "samples_per_second,lr"
     )
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -282,7 +282,7 @@ def test_figure_png_is_a_real_png():
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "PNG"
-        assert image.size == (500, 320)  # the 5 x 3.2 inch figure at 100 dpi
+        assert image.size == (560, 340)  # the 5.6 x 3.4 inch figure at 100 dpi
 
 
 def test_probability_bars_show_all_ten_digits_and_mark_the_answer():
@@ -296,29 +296,93 @@ def test_probability_bars_show_all_ten_digits_and_mark_the_answer():
     assert empty.count('class="prob-row"') == 10 and " top" not in empty
 
 
-def test_the_accuracy_chart_names_its_test_series_before_the_first_epoch():
-    """Gradio's plot keeps the series of its first data: "test" must be there from the start."""
-    before = charts.accuracy_frame(records()[:2])  # a step, no epoch yet
-    assert list(before["series"]) == ["train", "test"]
-    assert before["accuracy"].isna().tolist() == [False, True]  # named, but nothing drawn
-    after = charts.accuracy_frame(records())
-    tests = after[after["series"] == "test"]
-    assert tests["accuracy"].tolist() == [98.5, 98.9] and not after["accuracy"].isna().any()
-    assert charts.accuracy_frame(records()[:1]).empty  # no step yet: no chart at all
+def probe(n: int, done: float, accuracy: float) -> dict:
+    return dict(
+        kind="probe",
+        epoch=n,
+        step=int(10 * done),
+        epochs_done=done,
+        test_accuracy=accuracy,
+        test_loss=0.2,
+        images=500,
+        seconds=0.01,
+    )
 
 
-def test_the_accuracy_charts_test_line_starts_at_the_untrained_network():
-    """A one-point series draws nothing: after one epoch the test line needs its start."""
+def test_the_accuracy_chart_names_the_sample_and_the_full_test_apart():
     start, *rest = records()
     tested = {**start, "test_accuracy": 9.8}  # what train(test_first=True) records
-    after_one = charts.accuracy_frame([tested, *rest[:2]])  # a step, then epoch 1
-    tests = after_one[after_one["series"] == "test"]
-    assert tests["epoch"].tolist() == [0.0, 1.0] and tests["accuracy"].tolist() == [9.8, 98.5]
-    before = charts.accuracy_frame([tested, rest[0]])
-    assert list(before["series"]) == ["train", "test"] and before["accuracy"].tolist() == [
-        rest[0]["train_accuracy"],
-        9.8,
+    run = [tested, probe(0, 0.0, 10.2), rest[0], probe(1, 0.5, 96.0), probe(1, 1.0, 98.4), rest[1]]
+    frame = charts.accuracy_frame(run)
+    by_series = {s: rows["accuracy"].tolist() for s, rows in frame.groupby("series", sort=False)}
+    assert by_series == {
+        "train": [91.0],
+        "test: 500-image sample": [10.2, 96.0, 98.4],
+        "test: all 10,000": [9.8, 98.5],
+    }
+    full = frame[frame["series"] == charts.TEST_ALL]
+    assert full["epoch"].tolist() == [0.0, 1.0]
+
+
+def test_the_live_charts_are_vega_lite_with_a_log_loss_axis_and_dots_for_the_full_test():
+    start, *rest = records()
+    run = [{**start, "test_accuracy": 9.8}, probe(0, 0.0, 10.2), rest[0], rest[1]]
+    loss = charts.line_spec(charts.loss_frame(run), "loss", title="t", y_title="loss", log_y=True)
+    assert loss["layer"][0]["encoding"]["y"]["scale"] == {"type": "log"}
+    assert [v["loss"] for v in loss["data"]["values"]] == [0.3], "real loss values, not log10"
+    acc = charts.line_spec(charts.accuracy_frame(run), "accuracy", title="t", y_title="%")
+    line, dots = acc["layer"]
+    assert line["mark"]["type"] == "line" and dots["mark"]["type"] == "point"
+    assert dots["transform"] == [{"filter": {"field": "series", "oneOf": [charts.TEST_ALL]}}]
+    colors = acc["layer"][0]["encoding"]["color"]["scale"]
+    train, sample, full = colors["range"]  # the test series: one colour, dashes vs dots
+    assert train != sample == full
+    json.dumps(acc)  # plain JSON for the browser
+
+
+def test_an_empty_chart_says_what_will_appear():
+    spec = charts.line_spec(
+        charts.loss_frame([]),
+        "loss",
+        title="t",
+        y_title="loss",
+        log_y=True,
+        empty="Press Start: the loss appears here.",
+    )
+    (layer,) = spec["layer"]
+    assert layer["encoding"]["text"] == {"value": "Press Start: the loss appears here."}
+
+
+def test_a_summary_keeps_the_in_epoch_curves_and_the_epochs_a_stopped_run_made():
+    stopped = [
+        *records()[:2],
+        probe(1, 0.5, 96.0),
+        probe(1, 1.0, 98.4),
+        records()[2],
+        {**epoch(2, 98.7, 6.0), "epochs_done": 1.37},
     ]
-    assert charts.accuracy_frame([tested]).empty, (
-        "no step yet: a test-only first draw would hide train"
+    result = summarise(2, stopped, "stopped", "cpu")
+    assert result.test_curve == [[0.5, 96.0], [1.0, 98.4]]
+    assert result.loss_curve == [[0.5, 0.3]]
+    assert result.epochs_done == 1.37, "not the 3 epochs it was configured for"
+    frame = charts.history_frame([result])
+    assert frame["test_accuracy"].tolist() == [96.0, 98.4]
+
+
+def test_a_history_written_before_the_curves_still_loads(tmp_path: Path):
+    old = {k: v for k, v in summary().__dict__.items() if k not in ("test_curve", "loss_curve")}
+    path = tmp_path / "history.json"
+    path.write_text(json.dumps({"format": "mnist-demo-history/1", "runs": [old]}))
+    (run,) = RunHistory(path).runs()
+    assert run.test_curve == [] and charts.history_frame([run])["test_accuracy"].tolist() == [
+        98.5,
+        98.9,
+    ]
+
+
+def test_curves_are_thinned_for_long_runs():
+    steps = [step(1 + i // 1000, i, float(i)) for i in range(5000)]
+    result = summarise(1, [records()[0], *steps, epoch(5, 99.0, 5000.0)], "finished", "cpu")
+    assert len(result.loss_curve) <= 121 and result.loss_curve[-1][0] == pytest.approx(
+        steps[-1]["epoch"] - 1 + 0.5
     )
