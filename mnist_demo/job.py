@@ -19,14 +19,12 @@ from typing import Any
 
 from torch import nn
 
-from . import checkpoints
+from . import checkpoints, draw_model
 from . import limits as caps
-from .draw_model import GOOD_ACCURACY
 from .history import RunHistory, summarise
 from .predict import Predictor
 from .records import (
     EpochRecord,
-    FinalRecord,
     Record,
     StartRecord,
     StepRecord,
@@ -36,7 +34,14 @@ from .records import (
     latest,
 )
 from .runfiles import RunFiles
-from .training import MAX_EPOCHS, ConfigError, Control, Evaluation, TrainConfig, train
+from .training import (
+    MAX_EPOCHS,
+    ConfigError,
+    Control,
+    Evaluation,
+    TrainConfig,
+    train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,7 @@ ACTIVE = (State.RUNNING, State.PAUSED, State.STOPPING)
 TRAINING_NICENESS = 10  # 0 = as important as serving requests; 19 = only idle time
 # percent: a run that tests below this (a diverged lr 10 run reads ~10%) is saved but never
 # becomes the Draw tab's model; the same floor draw_model applies after a restart
-ADOPT_ACCURACY = GOOD_ACCURACY
+ADOPT_ACCURACY = draw_model.GOOD_ACCURACY
 
 
 @dataclass(frozen=True)
@@ -325,10 +330,14 @@ class TrainingJob:
             if result.stopped:
                 self._state = State.STOPPED
                 limit = " (time limit)" if "time limit" in self._message else ""
-                self._message = f"Stopped{limit} after {result.steps} steps; test accuracy {acc}."
+                self._message = (
+                    f"Stopped{limit} after {result.steps} steps "
+                    f"({result.epochs_done:g} epochs); test accuracy {acc}."
+                )
             else:
                 self._state = State.FINISHED
-                epochs = f"{result.epochs_completed} epoch" + "s" * (result.epochs_completed != 1)
+                # "0.25 epochs" for a quarter-epoch run: not the one epoch record it made
+                epochs = f"{result.epochs_done:g} epoch" + "s" * (result.epochs_done != 1)
                 self._message = (
                     f"Finished {epochs} in {result.train_seconds:.1f}s of training; "
                     f"test accuracy {acc}."
@@ -343,10 +352,12 @@ class TrainingJob:
         saved: Path | None,
         save_error: str | None,
     ) -> str:
-        """Make the run the Draw tab's model if it was saved and tested well; say what happened.
+        """Make the run the Draw tab's model (and its remembered choice, after a restart too)
+        if it was saved and tested well; say what happened.
 
         Its live weights were shown while it trained; a run that is not adopted gives the
-        Draw tab back the weights it had before the run started.
+        Draw tab back the weights it had before the run started (the chosen model, or a
+        shared fine-tune of it).
         """
         accuracy = result.test_accuracy
         if not result.epochs_completed:
@@ -356,12 +367,10 @@ class TrainingJob:
         elif accuracy is None or accuracy < ADOPT_ACCURACY:
             reason = f"it tested below {ADOPT_ACCURACY:.0f}%"
         else:
-            self._publish(
-                run,
-                result.model,
-                f"training run {run_id}, epoch {result.epochs_completed} (final)",
-                saved,
-            )
+            # epochs done, not counted: "epoch 0.25" for a quarter-epoch run
+            label = f"training run {run_id}, epoch {result.epochs_done:g} (final)"
+            self._publish(run, result.model, label, saved)
+            draw_model.remember(self.runs_dir, saved.name)
             return "The Draw tab now uses these weights."
         kept = self._restore_previous_weights(run)
         return f"The Draw tab keeps {kept}: this run was not adopted because {reason}."
@@ -375,11 +384,14 @@ class TrainingJob:
         return version.label
 
     def _prune(self) -> None:
-        """Keep the runs folder within its cap, never touching the Draw tab's checkpoint."""
+        """Keep the runs folder within its cap, never touching the Draw tab's checkpoint nor
+        the remembered choice (they differ while a visitor's fine-tune is shared)."""
         if not self.limits.keep_newest:
             return
         source = self.predictor.version.source if self.predictor is not None else None
-        protect = [i for i in [caps.run_id_of(source) if source else None] if i is not None]
+        chosen = draw_model.remembered(self.runs_dir)
+        ids = (caps.run_id_of(Path(path)) for path in (source, chosen) if path is not None)
+        protect = [i for i in ids if i is not None]
         accuracy = {run.run_id: run.best_test_accuracy for run in self.history.runs()}
         caps.prune_runs(
             self.runs_dir, accuracy, self.limits.keep_newest, self.limits.keep_best, protect
@@ -426,12 +438,9 @@ class TrainingJob:
                 run.figure = path
 
     def _on_evaluation(
-        self, record: EpochRecord | FinalRecord, evaluation: Evaluation, run: _Run, run_id: int
+        self, record: EpochRecord, evaluation: Evaluation, run: _Run, run_id: int
     ) -> None:
-        if is_kind(record, "epoch"):
-            label = f"training run {run_id}, epoch {record['epoch']}"
-        else:
-            label = f"training run {run_id}, final weights"
+        label = f"training run {run_id}, epoch {record['epochs_done']:g}"
         with self._lock:
             run.evaluation = (label, evaluation)
 

@@ -34,6 +34,11 @@ class RunFiles:
     def of(cls, runs_dir: Path, run_id: int, model: str) -> RunFiles:
         return cls(Path(runs_dir) / f"run-{run_id}-{model}")
 
+    def existing(self) -> dict[str, Path]:
+        """The run's downloads that are on disk: "checkpoint", "csv", "figure"."""
+        files = {"checkpoint": self.checkpoint, "csv": self.csv, "figure": self.figure}
+        return {name: path for name, path in files.items() if path.is_file()}
+
     @property
     def checkpoint(self) -> Path:
         return self.stem.with_suffix(".pt")

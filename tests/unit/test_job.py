@@ -19,7 +19,7 @@ import pytest
 import torch
 from support import WatchedControl
 
-from mnist_demo import charts, checkpoints, runfiles
+from mnist_demo import charts, checkpoints, draw_model, runfiles
 from mnist_demo import job as job_module
 from mnist_demo.checkpoints import Checkpoint
 from mnist_demo.job import JobLimits, State, TrainingJob
@@ -207,7 +207,9 @@ def test_pause_and_resume_move_the_state_and_hold_the_loop(job, config, gates, m
     assert steps(job.snapshot().records) == list(range(1, 41))  # no step lost or repeated
 
 
-def test_stop_mid_epoch_ends_the_run_without_a_checkpoint(job, config, gates, tmp_path):
+def test_stop_mid_epoch_tests_the_weights_kept_and_does_not_draw_with_a_poor_run(
+    job, config, gates, tmp_path, predictor
+):
     gate = gates.at(3)
     job.start(config)
     gate.wait_reached()
@@ -219,11 +221,16 @@ def test_stop_mid_epoch_ends_the_run_without_a_checkpoint(job, config, gates, tm
 
     snap = job.snapshot()
     assert snap.state == "stopped"
-    assert snap.message.startswith("Stopped after 3 steps; test accuracy n/a. The Draw tab keeps")
-    assert "not adopted because it did not complete an epoch" in snap.message
+    tested = snap.latest_epoch  # tested on the way out: 3 of 40 steps
+    assert (tested["step"], tested["epochs_done"]) == (3, 0.075)
+    assert snap.message == (
+        f"Stopped after 3 steps (0.075 epochs); test accuracy {tested['test_accuracy']:.2f}%. "
+        "The Draw tab keeps initial: this run was not adopted because it tested below 90%."
+    )
     assert steps(snap.records) == [1, 2, 3]
-    assert snap.latest_epoch is None and snap.checkpoint is None
-    assert not (tmp_path / "runs").exists()  # nothing half-trained is saved
+    assert snap.checkpoint == str(tmp_path / "runs" / "run-1-tutorial.pt")
+    assert predictor.version.label == "initial", "the weights before the run, not the 3-step ones"
+    assert not (tmp_path / "runs" / "draw-model.json").exists()
     assert job.stop() == (False, "Nothing to stop (the job is stopped).")
 
 
@@ -625,3 +632,26 @@ def test_the_runs_folder_keeps_the_newest_and_best_and_the_draw_models(
     # the newest two, and run 2: the Draw tab still answers with it
     assert kept == ["run-2-tutorial.pt", "run-3-tutorial.pt", "run-4-tutorial.pt"]
     assert predictor.version.source == tmp_path / "runs" / "run-2-tutorial.pt"
+
+
+def test_the_runs_folder_never_prunes_the_remembered_draw_model(
+    new_job, config, tmp_path, predictor, monkeypatch
+):
+    """A shared fine-tune answers drawings (no file of its own) while the remembered choice,
+    what a restart loads, is run 1: the cap keeps run 1."""
+    monkeypatch.setattr(job_module, "ADOPT_ACCURACY", 0.0)
+    job = new_job(keep_newest=1, keep_best=0)
+    job.start(config)
+    finish(job)
+    assert draw_model.remembered(tmp_path / "runs") == "run-1-tutorial.pt"
+    model_name, state_dict, _ = predictor.weights()
+    predictor.set_weights(model_name, state_dict, "the shared model, fine-tuned by a visitor")
+    monkeypatch.setattr(job_module, "ADOPT_ACCURACY", 101.0)  # runs 2 and 3 are not adopted
+    for _ in range(2):
+        job.start(config)
+        finish(job)
+
+    kept = sorted(p.name for p in (tmp_path / "runs").glob("run-*.pt"))
+    assert kept == ["run-1-tutorial.pt", "run-3-tutorial.pt"]
+    assert predictor.version.label == "the shared model, fine-tuned by a visitor"
+    assert draw_model.remembered(tmp_path / "runs") == "run-1-tutorial.pt"
