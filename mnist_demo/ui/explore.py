@@ -9,6 +9,7 @@ are never changed here, except by an operator-enabled shared teaching mode.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -18,6 +19,7 @@ from typing import Any, NamedTuple
 import gradio as gr
 import numpy as np
 import pandas as pd
+from gradio.components.plot import AltairPlotData
 from pandas.io.formats.style import Styler
 
 from .. import charts, checkpoints, insight, teach
@@ -47,6 +49,13 @@ TEACH_SECONDS = 20.0
 # Short headers: on a phone a column is ~28 px wide. Row = true digit, column = read as.
 CONFUSION_COLUMNS = ["true"] + [str(d) for d in range(10)]
 RIGHT_CELL, MISREAD_RGB = "#e8f3ea", (228, 87, 86)  # diagonal; mistakes, darker = more
+
+
+def vega(spec: dict[str, Any]) -> AltairPlotData:
+    """A Vega-Lite spec for gr.Plot, which the browser draws (Gradio's Altair path, without
+    Altair: the spec is built as plain data in charts.py). As a "line" chart, Gradio fits it
+    to its box and applies the theme's fonts."""
+    return AltairPlotData(chart="line", plot=json.dumps(spec))
 
 
 class ClassView(NamedTuple):

@@ -7,16 +7,17 @@ its events. The per-digit view and the run comparison sit in this tab but belong
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, NamedTuple
 
 import gradio as gr
 
-from .. import charts
+from .. import charts, checkpoints
 from ..job import Snapshot, TrainingJob
 from ..models import MODELS
 from ..predict import Predictor
-from ..records import StepRecord, count, epoch_position
+from ..records import StepRecord, count, epoch_position, of_kind
 from ..settings import AppSettings
 from ..training import (
     PRESETS,
@@ -35,17 +36,18 @@ from .common import (
     Components,
     as_float,
     as_int,
-    or_none,
     outputs,
     skip_all,
 )
-from .explore import Explorer
+from .explore import Explorer, vega
 
 PRESET_LABELS = {
     "fast": "Fast (default)",
     "tutorial": "Tutorial settings",
     "improved": "Improved model",
 }
+
+log = logging.getLogger(__name__)
 
 
 def _fmt_seconds(seconds: float | None) -> str:
@@ -123,6 +125,12 @@ class TickView(NamedTuple):
     seen_key: Any  # the TickKey this tab has now seen
 
 
+class LiveCharts(NamedTuple):
+    loss_plot: Any
+    acc_plot: Any
+    speed_plot: Any
+
+
 class EpochView(NamedTuple):
     figure: Any
     per_class: Any
@@ -148,6 +156,10 @@ class TrainTab:
     ) -> None:
         self.job, self.predictor, self.settings = job, predictor, settings
         self.explorer = explorer
+        # (weights version, its epoch records, its name) and (version, figure path): the
+        # idle Train tab shows the Draw model's own training, read once per version
+        self._history_cache: tuple[int, list, str] | None = None
+        self._idle_figure_cache: tuple[int, str] | None = None
 
     # --- training commands --------------------------------------------------------------------
 
@@ -241,24 +253,124 @@ class TrainTab:
         seen = TickKey(*seen) if seen is not None and len(seen) == len(key) else None
         if seen == key:
             return skip_all(TickView)
-        charts_moved = seen is None or (seen.run_id, seen.n_records) != (key.run_id, key.n_records)
+        idle = not of_kind(records, "step")
+        charts_moved = (
+            seen is None
+            or (seen.run_id, seen.n_records) != (key.run_id, key.n_records)
+            or (idle and seen.weights != key.weights)  # the Draw model's curves are shown
+        )
         active = snap.state in ACTIVE_STATES
+        plots = self.live_charts(records) if charts_moved else skip_all(LiveCharts)
         return TickView(
             status=status_markdown(snap),
-            loss_plot=or_none(charts.loss_frame(records)) if charts_moved else gr.skip(),
-            acc_plot=or_none(charts.accuracy_frame(records)) if charts_moved else gr.skip(),
-            speed_plot=or_none(charts.speed_frame(records)) if charts_moved else gr.skip(),
+            **plots._asdict(),
             draw_timer=wake_rescoring(seen, key, active) if drawing is not None else gr.skip(),
-            epoch_key=f"{key.run_id}/{key.n_epochs}",
+            # its change runs epoch_views (idle: the Draw model's figure)
+            epoch_key=f"{key.run_id}/{key.n_epochs}" + (f"/w{key.weights}" if idle else ""),
             job_key=f"{key.run_id}/{key.state}/{key.n_history}/{key.message}",
             seen_key=key,
         )
 
+    def live_charts(self, records: list) -> LiveCharts:
+        """Loss (log axis, real values), accuracy (train; test on the sample during epochs
+        and on all 10,000 at their ends) and throughput. Before a run's first step: the
+        curves the Draw model's own training left in its checkpoint, or charts saying what
+        will appear."""
+        if not of_kind(records, "step"):
+            return self._idle_charts()
+        loss = charts.line_spec(
+            charts.loss_frame(records),
+            "loss",
+            title="Training loss (log scale)",
+            y_title="loss",
+            log_y=True,
+        )
+        accuracy = charts.line_spec(
+            charts.accuracy_frame(records), "accuracy", title="Accuracy (%)", y_title="%"
+        )
+        speed = charts.line_spec(
+            charts.speed_frame(records).assign(series="images/s"),
+            "images/s",
+            title="Throughput (images/s)",
+            y_title="images/s",
+            height=160,
+        )
+        return LiveCharts(vega(loss), vega(accuracy), vega(speed))
+
+    def _idle_charts(self) -> LiveCharts:
+        epochs, name = self._draw_model_history()
+        loss_frame, acc_frame = charts.epoch_frames(epochs)
+        how = f"How {name} learned (its checkpoint keeps these curves)" if epochs else ""
+        press = "Press Start: {} of the new run appears here."
+        loss = charts.line_spec(
+            loss_frame,
+            "loss",
+            title="Training loss per epoch (log scale)" if epochs else "Training loss",
+            subtitle=how,
+            y_title="loss",
+            log_y=True,
+            empty=press.format("the training loss"),
+        )
+        accuracy = charts.line_spec(
+            acc_frame,
+            "accuracy",
+            title="Accuracy (%) per epoch" if epochs else "Accuracy (%)",
+            subtitle=how,
+            y_title="%",
+            empty=press.format("train and test accuracy"),
+        )
+        speed = charts.line_spec(
+            charts.speed_frame([]).assign(series="images/s"),
+            "images/s",
+            title="Throughput (images/s)",
+            y_title="images/s",
+            height=160,
+            empty=press.format("the training speed"),
+        )
+        return LiveCharts(vega(loss), vega(accuracy), vega(speed))
+
+    def _draw_model_history(self) -> tuple[list, str]:
+        """The epoch records kept with the Draw model's checkpoint, and what to call it."""
+        version = self.predictor.version
+        cached = self._history_cache
+        if cached is not None and cached[0] == version.number:
+            return cached[1], cached[2]
+        epochs: list = []
+        if version.source is not None:
+            try:
+                epochs = of_kind(
+                    checkpoints.load(version.source).metadata.get("history", []), "epoch"
+                )
+            except checkpoints.CheckpointError as err:
+                log.warning("no training curves for %s: %s", version.label, err)
+        self._history_cache = (version.number, epochs, f"the {version.label}")
+        return epochs, f"the {version.label}"
+
     def epoch_views(self) -> EpochView:
-        """After an epoch (or in a new tab): the job's figure and the per-digit view."""
+        """After an epoch (or in a new tab): the job's figure and the per-digit view; before
+        any run, the Draw model's own figure."""
         snap = self.job.snapshot()
         class_view = self.explorer.class_view_from(snap) or skip_all(explore.ClassView)
-        return EpochView(gr.Image(value=snap.figure, visible=bool(snap.figure)), *class_view)
+        figure = snap.figure
+        if figure is None and not of_kind(snap.records, "step"):
+            figure = self._idle_figure()
+        return EpochView(gr.Image(value=figure, visible=bool(figure)), *class_view)
+
+    def _idle_figure(self) -> str | None:
+        """The tutorial figure of the Draw model's training, drawn once per weights version."""
+        epochs, _ = self._draw_model_history()
+        if not epochs:
+            return None
+        number = self.predictor.version.number
+        if self._idle_figure_cache is None or self._idle_figure_cache[0] != number:
+            path = self.job.runs_dir / f".draw-model-{number}.png"
+            try:
+                checkpoints.atomic_write_bytes(path, charts.figure_png(epochs))
+            except OSError as err:
+                log.warning("could not draw the Draw model's figure: %s", err)
+                return None
+            self._idle_figure_cache = (number, str(path))
+        return self._idle_figure_cache[1]
 
     def job_views(self) -> JobView:
         """When the run's state or message changes (or in a new tab): the job's message,
@@ -366,38 +478,12 @@ def build(c: Components, tab: TrainTab, settings: AppSettings) -> None:
         with gr.Column(scale=3, elem_id="train-views"):
             c.status = gr.Markdown("**Idle**", elem_id="status")
             with gr.Row():
-                c.loss_plot = gr.LinePlot(
-                    x="epoch",
-                    y="log10 loss",
-                    title="Training loss (log₁₀)",
-                    height=240,
-                    elem_id="loss-plot",
-                    label="Loss",
-                    show_label=False,
-                )
-                c.acc_plot = gr.LinePlot(
-                    x="epoch",
-                    y="accuracy",
-                    color="series",
-                    # Both series known from the start: a series that first appears
-                    # in a later update (test, after an epoch) gets no colour/legend.
-                    color_map={"train": "#4c78a8", "test": "#e45756"},
-                    title="Accuracy (%)",
-                    height=240,
-                    elem_id="acc-plot",
-                    label="Accuracy",
-                    show_label=False,
-                )
+                # Vega-Lite through gr.Plot: a log loss axis, dashes and dots per series;
+                # the browser draws them (charts.line_spec).
+                c.loss_plot = gr.Plot(elem_id="loss-plot", label="Loss", show_label=False)
+                c.acc_plot = gr.Plot(elem_id="acc-plot", label="Accuracy", show_label=False)
             with gr.Row():
-                c.speed_plot = gr.LinePlot(
-                    x="epoch",
-                    y="images/s",
-                    title="Throughput (images/s)",
-                    height=200,
-                    elem_id="speed-plot",
-                    label="Throughput",
-                    show_label=False,
-                )
+                c.speed_plot = gr.Plot(elem_id="speed-plot", label="Throughput", show_label=False)
                 c.figure = gr.Image(  # its title is in the PNG: nothing drawn over it
                     label="The tutorial's figure",
                     show_label=False,
