@@ -334,7 +334,7 @@ def test_the_live_charts_are_vega_lite_with_a_log_loss_axis_and_dots_for_the_ful
     line, dots = acc["layer"]
     assert line["mark"]["type"] == "line" and dots["mark"]["type"] == "point"
     assert dots["transform"] == [{"filter": {"field": "series", "oneOf": [charts.TEST_ALL]}}]
-    colors = acc["layer"][0]["encoding"]["color"]["scale"]
+    colors = acc["encoding"]["color"]["scale"]  # shared by the layers
     train, sample, full = colors["range"]  # the test series: one colour, dashes vs dots
     assert train != sample == full
     json.dumps(acc)  # plain JSON for the browser
