@@ -55,6 +55,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         c.epoch_key = gr.Textbox(visible=False, elem_id="epoch-key")
         c.job_key = gr.Textbox(visible=False, elem_id="job-key")
         train.wire_poll(c, demo, dashboard.train)
+        draw.wire_model_choice(c, dashboard.draw)
         explore.wire_train_parts(c, dashboard.explorer)
         api.build(c, dashboard.api)
     return demo

@@ -16,7 +16,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .. import charts
+from .. import charts, checkpoints, draw_model
 from ..drawpad import BRUSH, SIDE, drawpad
 from ..job import ACTIVE, TrainingJob
 from ..predict import Prediction, Predictor, Weights
@@ -144,6 +144,13 @@ def drawing_key(drawing: Any, uploaded: Any = None) -> str | None:
     if not value:
         return None
     return hashlib.blake2b(str(value).encode(), digest_size=8).hexdigest()
+
+
+class ModelChoiceView(NamedTuple):
+    """The Draw model's selector and what a choice did."""
+
+    draw_pick: Any
+    draw_pick_message: Any
 
 
 def _preview(image28: np.ndarray | None) -> np.ndarray | None:
@@ -338,6 +345,43 @@ class DrawTab:
         drawn = self._explained(self._answer(prediction, weights, key), prediction, weights)
         return ReadView(*drawn, *_spark_restart(spark), draw_timer=gr.skip())
 
+    def model_choices(self) -> ModelChoiceView:
+        """The selector's options: shipped checkpoints and saved runs that may answer drawings,
+        with their test accuracy; the model answering now is selected (none while a run's
+        live weights answer)."""
+        options = [c for c in draw_model.candidates(self.job.runs_dir) if c.unusable is None]
+        current = draw_model.key_of(self.predictor.version.source)
+        keys = {c.key for c in options}
+        return ModelChoiceView(
+            draw_pick=gr.Dropdown(
+                choices=[(c.label, c.key) for c in options],
+                value=current if current in keys else None,
+            ),
+            draw_pick_message=gr.skip(),
+        )
+
+    def choose_model(self, key: str | None) -> ModelChoiceView:
+        """Make `key` the Draw tab's model for everyone, now and after a restart."""
+        if not key or key == draw_model.key_of(self.predictor.version.source):
+            return skip_all(ModelChoiceView)
+        if self.job.state in ACTIVE:
+            return self.model_choices()._replace(
+                draw_pick_message="⚠️ A run is training: its live weights answer drawings "
+                "until it ends. Choose again then."
+            )
+        try:
+            weights = draw_model.load(self.job.runs_dir, key)
+        except (draw_model.ChoiceError, checkpoints.CheckpointError) as err:
+            return self.model_choices()._replace(draw_pick_message=f"⚠️ {err}")
+        ckpt = weights.checkpoint
+        self.predictor.set_weights(ckpt.model_name, ckpt.state_dict, weights.label, weights.source)
+        draw_model.remember(self.job.runs_dir, key)
+        return ModelChoiceView(
+            draw_pick=gr.skip(),
+            draw_pick_message=f"Drawings are now read by the **{weights.label}**, "
+            "for every visitor and after a restart.",
+        )
+
     def follow_live_weights(
         self,
         drawing: str | None,
@@ -448,6 +492,12 @@ def build(c: Components, tab: DrawTab, explorer: Explorer) -> None:
                     type="filepath",
                     elem_id="upload",
                 )
+                c.draw_pick = gr.Dropdown(
+                    label="Model that reads drawings",
+                    info="Shipped checkpoints and saved runs, with their test accuracy",
+                    elem_id="draw-pick",
+                )
+                c.draw_pick_message = gr.Markdown(elem_id="draw-pick-message")
                 explore.build_teach(c)
 
     # One event per drawing computes every view of it from one weights version: an answer and
@@ -485,3 +535,10 @@ def build(c: Components, tab: DrawTab, explorer: Explorer) -> None:
         )
 
     explore.wire_teach(c, explorer, redraw)
+    redraw(c.draw_pick.input(tab.choose_model, c.draw_pick, outputs(ModelChoiceView, c), **PRIVATE))
+
+
+def wire_model_choice(c: Components, tab: DrawTab) -> None:
+    """The selector follows the job (after both tabs and the job key exist): a finished run
+    may be a new option and the new Draw model; a choice in another tab shows here too."""
+    c.job_key.change(tab.model_choices, None, outputs(ModelChoiceView, c), **PRIVATE)

@@ -29,6 +29,7 @@ from ..job import ACTIVE, Snapshot, TrainingJob
 from ..limits import Busy, FineTuneGate
 from ..predict import Prediction, Predictor, Weights, WeightsVersion
 from ..records import epoch_position
+from ..runfiles import RunFiles
 from ..settings import AppSettings
 from .common import PRIVATE, Components, a_digit, count_of, outputs, skip_all
 
@@ -85,8 +86,19 @@ class CellView(NamedTuple):
 
 
 class HistoryView(NamedTuple):
-    history_table: Any
-    history_plot: Any
+    history_table: Any  # the runs, newest first (hidden before any run)
+    history_plot: Any  # test accuracy against epochs, one line per run
+    history_loss_plot: Any  # training loss (log axis) against epochs, one line per run
+    run_pick: Any  # which run's files the download buttons offer
+
+
+class RunDownloads(NamedTuple):
+    run_checkpoint: Any
+    run_csv: Any
+    run_figure: Any
+
+
+RUN_FILES = ("checkpoint", "csv", "figure")  # RunFiles.existing()'s names, in RunDownloads' order
 
 
 class ExplainView(NamedTuple):
@@ -299,13 +311,15 @@ class Explorer:
         return CellView(true, read, *self.gallery(true, read))
 
     def history_view(self) -> HistoryView:
-        """The runs table and their test-accuracy curves overlaid."""
+        """The runs table, their test-accuracy and loss curves overlaid, and the picker of a
+        run's downloads; before any run, charts that say what will appear there."""
         runs = self.job.history.runs()
         rows = [
             {
                 "run": run.run_id,
                 "model": run.model,
-                "epochs": run.config.get("epochs"),
+                # what it trained, of what it was asked: "2.37 of 20" for a stopped run
+                "epochs": f"{run.epochs_done:g} of {run.config.get('epochs', run.epochs):g}",
                 "batch": run.config.get("batch_size"),
                 "lr": run.config.get("lr"),
                 "best test %": round(run.best_test_accuracy, 2),
@@ -316,9 +330,54 @@ class Explorer:
             }
             for run in reversed(runs)
         ]
-        table = pd.DataFrame(rows) if rows else None
-        frame = charts.history_frame(runs)
-        return HistoryView(history_table=table, history_plot=frame if len(frame) else None)
+        empty = "Each run you train adds its line here, finished or stopped."
+        accuracy = charts.line_spec(
+            charts.history_frame(runs),
+            "test_accuracy",
+            title="Test accuracy (%) against epochs, every run",
+            y_title="test accuracy (%)",
+            color="run",
+            empty=empty,
+        )
+        loss = charts.line_spec(
+            charts.history_loss_frame(runs),
+            "loss",
+            title="Training loss (log scale) against epochs",
+            y_title="loss",
+            log_y=True,
+            color="run",
+            empty=empty,
+        )
+        picks = [
+            (
+                f"#{run.run_id} {run.model}, {run.epochs_done:g} epoch"
+                + "s" * (run.epochs_done != 1)
+                + f", {run.final_test_accuracy:.2f}% test",
+                run.run_id,
+            )
+            for run in reversed(runs)
+        ]
+        return HistoryView(
+            # no table at all before a run: an empty one shows made-up headers
+            history_table=gr.Dataframe(
+                value=pd.DataFrame(rows) if rows else None, visible=bool(rows)
+            ),
+            history_plot=vega(accuracy),
+            history_loss_plot=vega(loss),
+            # no value: a run picked before (its downloads shown) stays picked
+            run_pick=gr.Dropdown(choices=picks, visible=bool(picks)),
+        )
+
+    def run_downloads(self, run_id: Any) -> RunDownloads:
+        """The picked run's checkpoint, metrics CSV and figure: those still on disk (a run
+        stays downloadable after Reset and restarts, as long as its files are kept)."""
+        run = next((r for r in self.job.history.runs() if r.run_id == run_id), None)
+        found = (
+            {} if run is None else RunFiles.of(self.job.runs_dir, run.run_id, run.model).existing()
+        )
+        return RunDownloads(
+            *(gr.DownloadButton(value=found.get(name), visible=name in found) for name in RUN_FILES)
+        )
 
     # --- why this answer, and the sparkline (Draw tab) ----------------------------------------
 
@@ -510,20 +569,28 @@ def build_per_digit(c: Components) -> None:
 
 
 def build_compare(c: Components) -> None:
-    """The Train tab's "Compare runs" accordion."""
+    """The Train tab's "Compare runs" accordion: curves of every run, the table, downloads."""
     with gr.Accordion("Compare runs", open=False, elem_id="compare") as c.compare:
-        c.history_plot = gr.LinePlot(
-            x="epoch",
-            y="test_accuracy",
-            color="run",
-            title="Test accuracy (%) per epoch, every run",
-            height=260,
-            elem_id="history-plot",
-            show_label=False,
-        )
+        with gr.Row():
+            # Vega-Lite (charts.line_spec): any run length, a log loss axis, readable ticks
+            c.history_plot = gr.Plot(elem_id="history-plot", show_label=False)
+            c.history_loss_plot = gr.Plot(elem_id="history-loss-plot", show_label=False)
         c.history_table = gr.Dataframe(
-            interactive=False, label="Runs, newest first", elem_id="history-table"
+            interactive=False, label="Runs, newest first", elem_id="history-table", visible=False
         )
+        with gr.Row(equal_height=True):
+            c.run_pick = gr.Dropdown(
+                label="Download a run's files", elem_id="run-pick", visible=False
+            )
+            c.run_checkpoint = gr.DownloadButton(
+                "Checkpoint", visible=False, elem_id="run-checkpoint", size="sm"
+            )
+            c.run_csv = gr.DownloadButton(
+                "Metrics (CSV)", visible=False, elem_id="run-csv", size="sm"
+            )
+            c.run_figure = gr.DownloadButton(
+                "Figure (PNG)", visible=False, elem_id="run-figure", size="sm"
+            )
 
 
 def build_teach(c: Components) -> None:
@@ -572,6 +639,7 @@ def wire_train_parts(c: Components, explorer: Explorer) -> None:
     for pick in (c.true_pick, c.read_pick):
         pick.input(explorer.gallery, [c.true_pick, c.read_pick], outputs(GalleryView, c), **PRIVATE)
     c.compare.expand(explorer.history_view, None, outputs(HistoryView, c), **PRIVATE)
+    c.run_pick.input(explorer.run_downloads, c.run_pick, outputs(RunDownloads, c), **PRIVATE)
 
 
 def wire_teach(c: Components, explorer: Explorer, redraw: Callable[[Any], Any]) -> None:

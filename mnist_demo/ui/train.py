@@ -143,8 +143,10 @@ class JobView(NamedTuple):
     download: Any
     csv_download: Any
     png_download: Any
-    history_table: Any
+    history_table: Any  # the runs compared: explore.HistoryView's fields
     history_plot: Any
+    history_loss_plot: Any
+    run_pick: Any
     train_timer: Any
 
 
@@ -267,7 +269,9 @@ class TrainTab:
             draw_timer=wake_rescoring(seen, key, active) if drawing is not None else gr.skip(),
             # its change runs epoch_views (idle: the Draw model's figure)
             epoch_key=f"{key.run_id}/{key.n_epochs}" + (f"/w{key.weights}" if idle else ""),
-            job_key=f"{key.run_id}/{key.state}/{key.n_history}/{key.message}",
+            # idle, the weights too: the Draw model's choice changed (in any tab)
+            job_key=f"{key.run_id}/{key.state}/{key.n_history}/{key.message}"
+            + ("" if active else f"/w{key.weights}"),
             seen_key=key,
         )
 
@@ -387,8 +391,7 @@ class TrainTab:
             download=gr.DownloadButton(value=snap.checkpoint, visible=bool(snap.checkpoint)),
             csv_download=gr.DownloadButton(value=exports.get("csv"), visible="csv" in exports),
             png_download=gr.DownloadButton(value=exports.get("png"), visible="png" in exports),
-            history_table=history.history_table,
-            history_plot=history.history_plot,
+            **history._asdict(),
             train_timer=gr.Timer(value=ACTIVE_TICK if snap.state in ACTIVE_STATES else IDLE_TICK),
         )
 

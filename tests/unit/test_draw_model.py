@@ -4,13 +4,17 @@ across restarts; by default the best tested one, never an untested or diverged o
 from __future__ import annotations
 
 import os
+import types
 from pathlib import Path
 
 import pytest
 import torch
 
 from mnist_demo import checkpoints, draw_model
+from mnist_demo.job import State
 from mnist_demo.models import build_model
+from mnist_demo.predict import Predictor
+from mnist_demo.ui.draw import DrawTab
 
 SHIPPED_BEST = "shipped:improved"  # 99.61%: better than any run below
 
@@ -89,3 +93,58 @@ def test_key_of_names_shipped_and_run_files():
     assert draw_model.key_of(checkpoints.shipped("improved")) == "shipped:improved"
     assert draw_model.key_of(Path("/x/runs/run-4-tutorial.pt")) == "run-4-tutorial.pt"
     assert draw_model.key_of(None) is None
+
+
+# --- the Draw tab's selector --------------------------------------------------------------------
+
+
+def draw_tab(runs: Path, state: State = State.IDLE) -> DrawTab:
+    """The Draw tab over the weights a (re)started app picks; the job only says its state."""
+    weights = draw_model.choose(runs)
+    predictor = Predictor(weights.checkpoint, weights.label, threads=1, source=weights.source)
+    job = types.SimpleNamespace(state=state, runs_dir=runs)
+    return DrawTab(job, predictor, explorer=None)
+
+
+def test_the_selector_offers_usable_checkpoints_with_their_accuracy_and_shows_the_current(
+    tmp_path,
+):
+    runs = tmp_path / "runs"
+    save_run(runs, "run-1-tutorial.pt", 98.54, age=1)
+    save_run(runs, "run-2-tutorial.pt", 10.1, age=2)  # diverged
+    save_run(runs, "run-3-tutorial.pt", None, age=3)  # stopped before any test
+    pick = draw_tab(runs).model_choices().draw_pick
+    assert pick.choices == [
+        ("shipped tutorial CNN: 99.29% test", "shipped:tutorial"),
+        ("shipped improved CNN: 99.61% test", SHIPPED_BEST),
+        ("run-1-tutorial (tutorial, 0.4 epochs): 98.54% test", "run-1-tutorial.pt"),
+    ]
+    assert pick.value == SHIPPED_BEST, "the best tested, not the newest"
+
+
+def test_a_choice_answers_drawings_now_and_after_a_restart(tmp_path):
+    runs = tmp_path / "runs"
+    save_run(runs, "run-1-tutorial.pt", 98.54)
+    tab = draw_tab(runs)
+    chosen = tab.choose_model("run-1-tutorial.pt")
+    assert "saved run run-1-tutorial" in chosen.draw_pick_message
+    assert tab.predictor.version.label == "saved run run-1-tutorial"
+    assert tab.predictor.version.source == runs / "run-1-tutorial.pt"
+    restarted = draw_tab(runs)
+    assert restarted.predictor.version.label == "saved run run-1-tutorial"
+    assert restarted.model_choices().draw_pick.value == "run-1-tutorial.pt"
+
+
+def test_a_choice_is_refused_while_a_run_trains_or_for_an_unusable_checkpoint(tmp_path):
+    runs = tmp_path / "runs"
+    save_run(runs, "run-1-tutorial.pt", 98.54)
+    save_run(runs, "run-2-tutorial.pt", 10.1)
+    training = draw_tab(runs, State.RUNNING)
+    refused = training.choose_model("run-1-tutorial.pt")
+    assert "A run is training" in refused.draw_pick_message
+    assert training.predictor.version.number == 1 and draw_model.remembered(runs) is None
+    idle = draw_tab(runs)
+    for key in ("run-2-tutorial.pt", "../run-1-tutorial.pt"):  # an API caller may send anything
+        refused = idle.choose_model(key)
+        assert refused.draw_pick_message.startswith("⚠️") and refused.draw_pick.value == SHIPPED_BEST
+    assert idle.predictor.version.number == 1 and draw_model.remembered(runs) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from mnist_demo import checkpoints
 from mnist_demo.data import load_mnist
+from mnist_demo.history import summarise
 from mnist_demo.job import TrainingJob
 from mnist_demo.predict import Predictor
 from mnist_demo.settings import AppSettings
@@ -212,12 +214,122 @@ def test_a_finished_run_lands_in_the_history_with_its_exports(make_explorer):
     assert "training run" in explorer.class_view().class_caption, (
         "the gallery uses the run's own pass"
     )
-    runs, curves = explorer.history_view()
-    assert list(runs["run"]) == [snap.run_id] and len(curves) == 1
+    view = explorer.history_view()
+    assert list(view.history_table.value["data"][0])[:1] == [snap.run_id]
+    assert len(spec(view.history_plot)["data"]["values"]) >= 8, "the run's in-epoch test curve"
     csv = Path(snap.exports["csv"]).read_text().splitlines()
-    assert csv[0].startswith("kind,epoch,step") and len(csv) > 3
+    assert csv[0].startswith("kind,epoch,epochs_done,step") and len(csv) > 3
     assert Path(snap.exports["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert checkpoints.load_test_probabilities(snap.checkpoint) is not None
+
+    # Its files stay downloadable from Compare runs, also after Reset (the job forgets the run)
+    assert job.reset()[0] and job.snapshot().checkpoint is None
+    (pick,) = explorer.history_view().run_pick.choices
+    assert pick[1] == snap.run_id and pick[0].startswith(f"#{snap.run_id} tutorial")
+    files = explorer.run_downloads(snap.run_id)
+    assert [b.visible for b in files] == [True, True, True]
+    names = [b.value["orig_name"] for b in files]
+    stem = f"run-{snap.run_id}-tutorial"
+    assert names == [f"{stem}.pt", f"{stem}.csv", f"{stem}.png"]
+    (job.runs_dir / f"{stem}.csv").unlink()  # deleted by hand: its button goes, not a 404
+    assert [b.visible for b in explorer.run_downloads(snap.run_id)] == [True, False, True]
+    assert not any(b.visible for b in explorer.run_downloads(999))
+
+
+def spec(plot) -> dict:
+    """The Vega-Lite spec a gr.Plot update carries."""
+    return json.loads(plot.plot)
+
+
+def test_compare_runs_before_any_run_says_what_will_appear(make_explorer):
+    view = make_explorer().history_view()
+    assert view.history_table.visible is False, "no table of made-up headers"
+    assert view.run_pick.visible is False
+    for plot in (view.history_plot, view.history_loss_plot):
+        (layer,) = spec(plot)["layer"]
+        assert "Each run you train adds its line here" in layer["encoding"]["text"]["value"]
+
+
+def test_compare_runs_draws_every_run_length_with_the_epochs_it_made(make_explorer):
+    """A quarter-epoch run, a one-epoch run and a 20-epoch run stopped in its third epoch."""
+    explorer = make_explorer()
+
+    def run(run_id: int, epochs: float, done: float) -> list:
+        start = dict(
+            kind="start",
+            device="cpu",
+            mode="eager",
+            total_steps=9,
+            config={"model": "tutorial", "epochs": epochs, "batch_size": 256, "lr": 0.01},
+        )
+        points = [i * done / 8 for i in range(1, 9)]
+        return [
+            start,
+            *(
+                dict(
+                    kind="step",
+                    epoch=int(x) + 1,
+                    step=i,
+                    epoch_progress=x % 1 or 1.0,
+                    loss=0.5 / (1 + 4 * x),
+                    train_accuracy=90.0 + x,
+                    lr=0.01,
+                    samples_per_second=5e3,
+                    train_seconds=float(i),
+                )
+                for i, x in enumerate(points, 1)
+            ),
+            *(
+                dict(
+                    kind="probe",
+                    epoch=int(x) + 1,
+                    step=i,
+                    epochs_done=x,
+                    test_accuracy=95.0 + x,
+                    test_loss=0.1,
+                    images=500,
+                    seconds=0.01,
+                )
+                for i, x in enumerate(points, 1)
+            ),
+            dict(
+                kind="epoch",
+                epoch=int(-(-done // 1)),
+                step=8,
+                epochs_done=done,
+                train_loss=0.1,
+                train_accuracy=97.0,
+                test_accuracy=98.0 + done / 10,
+                test_loss=0.05,
+                epoch_seconds=1.0,
+                eval_seconds=0.1,
+                train_seconds=8.0,
+            ),
+        ]
+
+    for run_id, epochs, done, state in (
+        (1, 0.25, 0.25, "finished"),
+        (2, 1, 1.0, "finished"),
+        (3, 20, 2.37, "stopped"),
+    ):
+        explorer.job.history.add(summarise(run_id, run(run_id, epochs, done), state, "cpu"))
+    view = explorer.history_view()
+    table = view.history_table.value
+    epochs_column = [row[table["headers"].index("epochs")] for row in table["data"]]
+    assert epochs_column == ["2.37 of 20", "1 of 1", "0.25 of 0.25"], "newest first, x of y"
+    accuracy, loss = spec(view.history_plot), spec(view.history_loss_plot)
+    by_run = pd.DataFrame(accuracy["data"]["values"]).groupby("run")["epoch"].agg(["size", "max"])
+    assert by_run["size"].tolist() == [8, 8, 8], "every run its own line of real points"
+    assert by_run["max"].tolist() == [0.25, 1.0, 2.37]
+    assert loss["layer"][0]["encoding"]["y"]["scale"] == {"type": "log"}
+    losses = [v["loss"] for v in loss["data"]["values"]]
+    assert max(losses) == pytest.approx(0.5 / (1 + 4 * 0.25 / 8), abs=1e-5), "loss, not log10"
+    assert accuracy["layer"][0]["encoding"]["x"]["axis"]["format"] == "~g", "1, not 1.000000"
+    assert [label for label, _ in view.run_pick.choices] == [
+        "#3 tutorial, 2.37 epochs, 98.24% test",
+        "#2 tutorial, 1 epoch, 98.10% test",
+        "#1 tutorial, 0.25 epochs, 98.03% test",
+    ]
 
 
 def test_run_ids_continue_after_a_restart(tmp_path):
