@@ -59,6 +59,7 @@ _HELP = {
     "log_every": "steps between progress records",
     "log_seconds": "also a progress record after this many seconds (0 = steps only)",
     "max_steps": "stop after this many steps (0 = no limit)",
+    "probe_images": "test images (equal per digit) tested during each epoch (0 = off)",
     "data_dir": "MNIST IDX files (.gz or raw, or torchvision's MNIST/raw/) instead of the bundled",
 }
 

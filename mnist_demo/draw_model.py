@@ -68,7 +68,8 @@ class DrawWeights:
 def _candidate(key: str, path: Path) -> Candidate:
     try:
         metadata = checkpoints.load(path)
-    except checkpoints.CheckpointError as err:
+    except checkpoints.CheckpointError as err:  # a torn write, a wrong network, a hostile file
+        log.warning("skipping checkpoint %s: %s", path.name, err)
         return Candidate(key, path, "?", None, None, f"unreadable ({err})")
     meta = metadata.metadata
     accuracy = meta.get("test_accuracy")

@@ -144,6 +144,7 @@ def test_evaluate_and_predict_default_to_the_draw_tabs_weights(capsys, tmp_path)
 def test_predict_follows_the_draw_tab_to_a_saved_run(capsys, tmp_path, trained_tutorial):
     runs = tmp_path / "runs"
     save_result(runs / "run-1-tutorial.pt", trained_tutorial)
+    draw_model.remember(runs, "run-1-tutorial.pt")  # the app adopted it, or a user chose it
     code, out, err = run(capsys, "predict", "--json", str(draw_digit_png(tmp_path / "7.png", "7")))
     assert code == 0, err
     assert json.loads(out)["weights"] == "saved run run-1-tutorial"

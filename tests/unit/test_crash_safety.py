@@ -1,5 +1,5 @@
 """Crash safety: SIGKILL while saving or training never leaves a broken checkpoint behind, and
-a restarted app picks the newest run that loads, skipping whatever a crash left.
+a restarted app loads the chosen (else the best tested) run, skipping whatever a crash left.
 
 Children are real processes killed with SIGKILL: no handler, no `finally`, no flush. Each kill
 is triggered by a line the child prints (so it lands where we mean it to), sometimes after a
@@ -140,6 +140,7 @@ def test_sigkill_while_saving_keeps_the_last_whole_checkpoint(tmp_path, saver):
     with pytest.raises(CheckpointError, match="corrupt"):
         checkpoints.load(half)  # what writing in place would have left at the final path
     assert list(runs.glob("run-*.pt")) == [final]  # the app never looks at temp files
+    draw_model.remember(runs, final.name)  # as the job does when it adopts a run
     assert server.last_good_predictor(runs).version.label == "saved run run-1-tutorial"
 
 
@@ -172,10 +173,12 @@ class Exploit:
 
 
 def crashed_runs_dir(runs: Path, marker: Path) -> None:
-    """One good old run under everything else a crash, a bug or an attacker could leave."""
+    """One good old run under everything else a crash, a bug or an attacker could leave; the
+    remembered Draw model is the torn one. The good run tested better than the shipped
+    checkpoints, so the best tested fallback is that run."""
     runs.mkdir()
     good = build_model("tutorial").state_dict()
-    checkpoints.save(runs / "run-1-tutorial.pt", "tutorial", good, note="good", test_accuracy=99.0)
+    checkpoints.save(runs / "run-1-tutorial.pt", "tutorial", good, note="good", test_accuracy=99.7)
     checkpoints.save(runs / "run-2-tutorial.pt", "tutorial", good, test_accuracy=99.0)
     whole = (runs / "run-2-tutorial.pt").read_bytes()
     (runs / "run-2-tutorial.pt").write_bytes(whole[: len(whole) // 2])  # a torn write
@@ -190,9 +193,10 @@ def crashed_runs_dir(runs: Path, marker: Path) -> None:
     (runs / "run-8-tutorial.pt").mkdir()  # not even a file
     for age, name in enumerate(sorted(p.name for p in runs.iterdir() if not p.is_symlink())):
         os.utime(runs / name, (1e9 + age, 1e9 + age))  # newest last, whatever the disk says
+    draw_model.remember(runs, "run-2-tutorial.pt")
 
 
-def test_restart_picks_the_newest_loadable_run_and_skips_the_rest(tmp_path, caplog):
+def test_restart_skips_every_broken_run_and_loads_the_best_good_one(tmp_path, caplog):
     runs, marker = tmp_path / "runs", tmp_path / "pwned"
     crashed_runs_dir(runs, marker)
 
@@ -233,9 +237,10 @@ def test_with_no_loadable_run_the_app_falls_back_to_the_shipped_checkpoint(tmp_p
 def test_a_diverged_run_is_never_the_model_a_restart_loads(tmp_path):
     runs = tmp_path / "runs"
     good = build_model("tutorial").state_dict()
-    checkpoints.save(runs / "run-1-tutorial.pt", "tutorial", good, test_accuracy=99.1)
+    checkpoints.save(runs / "run-1-tutorial.pt", "tutorial", good, test_accuracy=99.7)
     checkpoints.save(runs / "run-2-tutorial.pt", "tutorial", good, test_accuracy=9.8)
     os.utime(runs / "run-1-tutorial.pt", (1, 1))  # run 2 is the newest
+    draw_model.remember(runs, "run-2-tutorial.pt")  # say, by an older version
     assert server.last_good_predictor(runs).version.label == "saved run run-1-tutorial"
 
 
