@@ -23,7 +23,7 @@ class Dashboard:
         self.job, self.predictor, self.settings = job, predictor, settings
         self.explorer = explore.Explorer(job, predictor, settings)
         self.train = train.TrainTab(job, predictor, settings, self.explorer)
-        self.draw = draw.DrawTab(job, predictor, self.explorer)
+        self.draw = draw.DrawTab(job, predictor, self.explorer, settings)
         self.api = api.Api(job, predictor)
 
 

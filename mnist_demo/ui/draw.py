@@ -20,6 +20,7 @@ from .. import charts, checkpoints, draw_model
 from ..drawpad import BRUSH, SIDE, drawpad
 from ..job import ACTIVE, TrainingJob
 from ..predict import Prediction, Predictor, Weights
+from ..settings import AppSettings
 from ..sketch import SketchError, decode_data_url
 from . import explore
 from .common import PNG, PRIVATE, Components, a_digit, outputs, skip_all
@@ -146,6 +147,13 @@ def drawing_key(drawing: Any, uploaded: Any = None) -> str | None:
     return hashlib.blake2b(str(value).encode(), digest_size=8).hexdigest()
 
 
+CHOICE_INFO = {
+    "on": "Shipped checkpoints and saved runs, with their test accuracy; for every visitor",
+    "token": "Shipped checkpoints and saved runs; changing it needs the access token (Train tab)",
+}
+LOCKED_INFO = "This server's owner chose this model; it cannot be changed here."
+
+
 class ModelChoiceView(NamedTuple):
     """The Draw model's selector and what a choice did."""
 
@@ -171,8 +179,11 @@ def _spark_restart(spark: list | None) -> tuple[Any, Any]:
 class DrawTab:
     """The Draw tab's handlers, bound to the job (is a run live?) and the shared predictor."""
 
-    def __init__(self, job: TrainingJob, predictor: Predictor, explorer: Explorer) -> None:
+    def __init__(
+        self, job: TrainingJob, predictor: Predictor, explorer: Explorer, settings: AppSettings
+    ) -> None:
         self.job, self.predictor, self.explorer = job, predictor, explorer
+        self.settings = settings
 
     def _read(
         self, image: Any, tuned: Predictor | None
@@ -348,22 +359,34 @@ class DrawTab:
     def model_choices(self) -> ModelChoiceView:
         """The selector's options: shipped checkpoints and saved runs that may answer drawings,
         with their test accuracy; the model answering now is selected (none while a run's
-        live weights answer)."""
+        live weights answer). It is everyone's model: where nobody may train, nobody may
+        change it either."""
         options = [c for c in draw_model.candidates(self.job.runs_dir) if c.unusable is None]
         current = draw_model.key_of(self.predictor.version.source)
         keys = {c.key for c in options}
+        locked = self.settings.training == "off"
         return ModelChoiceView(
             draw_pick=gr.Dropdown(
                 choices=[(c.label, c.key) for c in options],
                 value=current if current in keys else None,
+                interactive=not locked,
+                info=LOCKED_INFO if locked else CHOICE_INFO[self.settings.training],
             ),
             draw_pick_message=gr.skip(),
         )
 
-    def choose_model(self, key: str | None) -> ModelChoiceView:
-        """Make `key` the Draw tab's model for everyone, now and after a restart."""
+    def choose_model(self, key: str | None, token: str | None = None) -> ModelChoiceView:
+        """Make `key` the Draw tab's model for everyone, now and after a restart; needs the
+        right to train (the Train tab's access token when training is token-protected)."""
         if not key or key == draw_model.key_of(self.predictor.version.source):
             return skip_all(ModelChoiceView)
+        if not self.settings.may_train(token):
+            return self.model_choices()._replace(
+                draw_pick_message="⚠️ Choosing everyone's model needs the access token of this "
+                "server (Train tab)."
+                if self.settings.training == "token"
+                else f"⚠️ {LOCKED_INFO}"
+            )
         if self.job.state in ACTIVE:
             return self.model_choices()._replace(
                 draw_pick_message="⚠️ A run is training: its live weights answer drawings "
@@ -492,11 +515,7 @@ def build(c: Components, tab: DrawTab, explorer: Explorer) -> None:
                     type="filepath",
                     elem_id="upload",
                 )
-                c.draw_pick = gr.Dropdown(
-                    label="Model that reads drawings",
-                    info="Shipped checkpoints and saved runs, with their test accuracy",
-                    elem_id="draw-pick",
-                )
+                c.draw_pick = gr.Dropdown(label="Model that reads drawings", elem_id="draw-pick")
                 c.draw_pick_message = gr.Markdown(elem_id="draw-pick-message")
                 explore.build_teach(c)
 
@@ -535,7 +554,11 @@ def build(c: Components, tab: DrawTab, explorer: Explorer) -> None:
         )
 
     explore.wire_teach(c, explorer, redraw)
-    redraw(c.draw_pick.input(tab.choose_model, c.draw_pick, outputs(ModelChoiceView, c), **PRIVATE))
+    redraw(  # the Train tab's token: everyone's model needs training rights
+        c.draw_pick.input(
+            tab.choose_model, [c.draw_pick, c.token], outputs(ModelChoiceView, c), **PRIVATE
+        )
+    )
 
 
 def wire_model_choice(c: Components, tab: DrawTab) -> None:

@@ -14,6 +14,7 @@ from mnist_demo import checkpoints, draw_model
 from mnist_demo.job import State
 from mnist_demo.models import build_model
 from mnist_demo.predict import Predictor
+from mnist_demo.settings import AppSettings
 from mnist_demo.ui.draw import DrawTab
 
 SHIPPED_BEST = "shipped:improved"  # 99.61%: better than any run below
@@ -98,12 +99,12 @@ def test_key_of_names_shipped_and_run_files():
 # --- the Draw tab's selector --------------------------------------------------------------------
 
 
-def draw_tab(runs: Path, state: State = State.IDLE) -> DrawTab:
+def draw_tab(runs: Path, state: State = State.IDLE, **settings) -> DrawTab:
     """The Draw tab over the weights a (re)started app picks; the job only says its state."""
     weights = draw_model.choose(runs)
     predictor = Predictor(weights.checkpoint, weights.label, threads=1, source=weights.source)
     job = types.SimpleNamespace(state=state, runs_dir=runs)
-    return DrawTab(job, predictor, explorer=None)
+    return DrawTab(job, predictor, None, AppSettings(runs_dir=runs, **settings))
 
 
 def test_the_selector_offers_usable_checkpoints_with_their_accuracy_and_shows_the_current(
@@ -148,3 +149,18 @@ def test_a_choice_is_refused_while_a_run_trains_or_for_an_unusable_checkpoint(tm
         refused = idle.choose_model(key)
         assert refused.draw_pick_message.startswith("⚠️") and refused.draw_pick.value == SHIPPED_BEST
     assert idle.predictor.version.number == 1 and draw_model.remembered(runs) is None
+
+
+def test_everyones_model_needs_the_right_to_train(tmp_path):
+    runs = tmp_path / "runs"
+    save_run(runs, "run-1-tutorial.pt", 98.54)
+    off = draw_tab(runs, training="off")
+    assert off.model_choices().draw_pick.interactive is False
+    assert off.choose_model("run-1-tutorial.pt").draw_pick_message.startswith("⚠️")
+    guarded = draw_tab(runs, training="token", token="s3cret")
+    refused = guarded.choose_model("run-1-tutorial.pt", "guess")
+    assert "needs the access token" in refused.draw_pick_message
+    assert guarded.predictor.version.number == 1 and draw_model.remembered(runs) is None
+    chosen = guarded.choose_model("run-1-tutorial.pt", "s3cret")
+    assert "saved run run-1-tutorial" in chosen.draw_pick_message
+    assert draw_model.remembered(runs) == "run-1-tutorial.pt"
