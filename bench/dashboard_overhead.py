@@ -1,5 +1,6 @@
 """What watching costs: default-settings training alone vs. from one click in the app with
-browser tabs open on the live dashboard; also how often the tabs' status line changed.
+browser tabs open on the live dashboard; also how often the tabs' status line changed and how
+often their accuracy chart (Vega-Lite, drawn by the browser) was redrawn.
 
     python bench/dashboard_overhead.py --tabs 2
 """
@@ -32,6 +33,15 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+# Times (performance.now) at which the accuracy chart's SVG changed: mutations closer than
+# 50 ms apart are one redraw (vega-embed rewrites many nodes per redraw).
+WATCH_CHART_JS = """(selector) => { window.__redraws = []; let last = -1e9;
+  new MutationObserver(() => { const now = performance.now();
+    if (now - last > 50) window.__redraws.push(now); last = now; })
+  .observe(document.querySelector(selector),
+           {subtree: true, childList: true, attributes: true, characterData: true}); }"""
 
 
 def summarise(history: list[dict]) -> dict:
@@ -70,6 +80,7 @@ def main() -> None:
             page.wait_for_selector("#start", timeout=60_000)
             page.wait_for_function("/Idle/.test(document.querySelector('#status').innerText)")
             page.evaluate(WATCH_TEXT_JS, {"status": "#status"})
+            page.evaluate(WATCH_CHART_JS, "#acc-plot")
             pages.append(page)
         clicked = time.perf_counter()
         pages[0].locator("#start").click()
@@ -83,6 +94,7 @@ def main() -> None:
         wall_to_99 = time.perf_counter() - clicked
         job.wait(600)
         rates = [change_rate(page.evaluate("window.__changes.status")) for page in pages]
+        chart_rates = [change_rate(page.evaluate("window.__redraws")) for page in pages]
         browser.close()
     in_app = summarise(job.snapshot().records)
     app.close()
@@ -93,6 +105,7 @@ def main() -> None:
     print(f"| training seconds to 99% | {alone['seconds_to_99']} | {in_app['seconds_to_99']} |")
     print(f"| click to 99% (wall, s) | – | {wall_to_99:.1f} |")
     print(f"| dashboard redraws per second (status line), per tab | – | {rates} |")
+    print(f"| accuracy chart redraws per second, per tab | – | {chart_rates} |")
     print(f"\nthroughput cost of the dashboard: {slower:.1f}%")
 
 

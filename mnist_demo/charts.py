@@ -200,6 +200,9 @@ def line_spec(
     legend = {"orient": "bottom", "labelLimit": 260, "title": None}
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        # SVG, not vega-embed's default canvas: titles, ticks and legends are text in the page
+        # (screen readers and the browser tests read them)
+        "usermeta": {"embedOptions": {"renderer": "svg"}},
         "title": {"text": title, "subtitle": subtitle, "anchor": "start", "fontSize": 13},
         "data": {"values": values},
         "height": height,
@@ -236,6 +239,7 @@ def tutorial_figure(records: Sequence[Record]):
 
     matplotlib.use("Agg")  # no display on a server
     from matplotlib.figure import Figure
+    from matplotlib.ticker import LogFormatterSciNotation
 
     epochs = of_kind(records, "epoch")
     steps = of_kind(records, "step")
@@ -302,6 +306,15 @@ def tutorial_figure(records: Sequence[Record]):
     ax1.set_ylabel("Loss", color=LOSS_COLOR)
     ax1.tick_params(axis="y", labelcolor=LOSS_COLOR)
     ax1.set_yscale("log")
+
+    # loss values as numbers (0.2, 0.1, 0.05), not 2x10^-1: what the live chart shows;
+    # matplotlib still picks which ticks get a label
+    class PlainLog(LogFormatterSciNotation):
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    ax1.yaxis.set_major_formatter(PlainLog())
+    ax1.yaxis.set_minor_formatter(PlainLog(labelOnlyBase=False))
     ax2.set_ylabel("Accuracy (%)", color=TRAIN_COLOR)
     ax2.tick_params(axis="y", labelcolor=TRAIN_COLOR)
     fig.suptitle(title, fontsize="medium")

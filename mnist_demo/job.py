@@ -336,8 +336,9 @@ class TrainingJob:
                 )
             else:
                 self._state = State.FINISHED
-                # "0.25 epochs" for a quarter-epoch run: not the one epoch record it made
-                epochs = f"{result.epochs_done:g} epoch" + "s" * (result.epochs_done != 1)
+                # "0.25 epochs" for a quarter-epoch run (58 of 234.4 steps), not "1 epoch"
+                done = round(result.epochs_done, 2)
+                epochs = f"{done:g} epoch" + "s" * (done != 1)
                 self._message = (
                     f"Finished {epochs} in {result.train_seconds:.1f}s of training; "
                     f"test accuracy {acc}."

@@ -319,7 +319,7 @@ class Explorer:
                 "run": run.run_id,
                 "model": run.model,
                 # what it trained, of what it was asked: "2.37 of 20" for a stopped run
-                "epochs": f"{run.epochs_done:g} of {run.config.get('epochs', run.epochs):g}",
+                "epochs": f"{round(run.epochs_done, 2):g} of {asked:g}",
                 "batch": run.config.get("batch_size"),
                 "lr": run.config.get("lr"),
                 "best test %": round(run.best_test_accuracy, 2),
@@ -329,6 +329,7 @@ class Explorer:
                 "finished": run.finished_at[:16].replace("T", " "),
             }
             for run in reversed(runs)
+            for asked in [run.config.get("epochs", run.epochs)]
         ]
         empty = "Each run you train adds its line here, finished or stopped."
         accuracy = charts.line_spec(
@@ -350,8 +351,8 @@ class Explorer:
         )
         picks = [
             (
-                f"#{run.run_id} {run.model}, {run.epochs_done:g} epoch"
-                + "s" * (run.epochs_done != 1)
+                f"#{run.run_id} {run.model}, {round(run.epochs_done, 2):g} epoch"
+                + "s" * (round(run.epochs_done, 2) != 1)
                 + f", {run.final_test_accuracy:.2f}% test",
                 run.run_id,
             )

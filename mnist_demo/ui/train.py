@@ -304,7 +304,7 @@ class TrainTab:
     def _idle_charts(self) -> LiveCharts:
         epochs, name = self._draw_model_history()
         loss_frame, acc_frame = charts.epoch_frames(epochs)
-        how = f"How {name} learned (its checkpoint keeps these curves)" if epochs else ""
+        how = f"How {name} learned (kept in its checkpoint)" if epochs else ""
         press = "Press Start: {} of the new run appears here."
         loss = charts.line_spec(
             loss_frame,
