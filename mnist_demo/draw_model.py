@@ -49,7 +49,7 @@ class Candidate:
             name = f"shipped {self.model} CNN"
         else:
             name = f"{self.path.stem} ({self.model}"
-            name += f", {self.epochs:g} epochs)" if self.epochs is not None else ")"
+            name += f", {round(self.epochs, 2):g} epochs)" if self.epochs is not None else ")"
         if self.unusable:
             return f"{name}: {self.unusable}"
         return f"{name}: {self.test_accuracy:.2f}% test"

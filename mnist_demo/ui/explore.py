@@ -579,9 +579,9 @@ def build_compare(c: Components) -> None:
         c.history_table = gr.Dataframe(
             interactive=False, label="Runs, newest first", elem_id="history-table", visible=False
         )
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=False):
             c.run_pick = gr.Dropdown(
-                label="Download a run's files", elem_id="run-pick", visible=False
+                label="Download a run's files", elem_id="run-pick", visible=False, scale=3
             )
             c.run_checkpoint = gr.DownloadButton(
                 "Checkpoint", visible=False, elem_id="run-checkpoint", size="sm"

@@ -115,16 +115,17 @@ def test_every_run_length_draws_real_curves_compare_runs_and_a_draw_model_that_s
         ticks = axis_labels(page, "history-plot", "epoch")
         assert ticks and all(len(t) <= 4 for t in ticks), f"readable epoch ticks: {ticks}"
         assert all(float(t) > 0 for t in axis_labels(page, "history-loss-plot", "loss"))
-        page.locator("#run-pick").click()
+        page.locator("#compare").scroll_into_view_if_needed()
+        page.screenshot(path=screenshots / "charts-compare.png", full_page=True)
+        page.locator("#run-pick input").click()
         page.get_by_role("option", name=re.compile(r"^#1 tutorial, 0\.25 epochs")).click()
         for button in ("#run-checkpoint", "#run-csv", "#run-figure"):
             page.locator(button).wait_for(state="visible", timeout=15_000)
-        page.locator("#compare").scroll_into_view_if_needed()
-        page.screenshot(path=screenshots / "charts-compare.png", full_page=True)
+        page.screenshot(path=screenshots / "charts-compare-downloads.png", full_page=True)
 
         # The Draw model: the newest run was adopted; choose the quarter-epoch run instead.
         page.get_by_role("tab", name="Draw").click()
-        page.locator("#draw-pick").click()
+        page.locator("#draw-pick input").click()
         page.get_by_role("option", name=re.compile(r"^run-1-tutorial \(tutorial")).click()
         wait_text(page, "#draw-pick-message", "run-1-tutorial")
         assert app.dashboard.predictor.version.label == "saved run run-1-tutorial"
