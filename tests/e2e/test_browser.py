@@ -69,7 +69,7 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
     page.wait_for_function(
         f"document.querySelector('#status').innerText !== {json.dumps(first)}", timeout=10_000
     )
-    page.wait_for_selector("#loss-plot canvas, #loss-plot svg", timeout=15_000)
+    page.wait_for_selector("#loss-plot svg.marks", timeout=15_000)  # the Vega chart
 
     other = browser.new_context().new_page()  # a second visitor, opened mid-run
     other.set_viewport_size(DESKTOP)
