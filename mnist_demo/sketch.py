@@ -239,24 +239,33 @@ def _evidence(image: ImageInput) -> np.ndarray | None:
 
     An editor value (Gradio's Sketchpad/ImageEditor dict) may hold its ink in transparent
     layers (the browser's strokes), in opaque layers, or only in the background (an upload):
-    each part is read like a picture and the ink of all of them is combined. The composite
-    is the fallback when the parts hold no ink or do not line up.
+    each is read like a picture, in that order, and the first that holds ink answers; the
+    composite is the last resort. Layers come first because a transparent layer's ink is its
+    alpha, one cheap copy, while reading an opaque 800x800 background costs ~2-3 ms a part.
     """
     if image is None:
         return None
     if not isinstance(image, dict):
         return _distance(*_as_array(image))
-    parts = [image.get("background"), *(image.get("layers") or [])]
-    inks = [_distance(*_as_array(part)) for part in parts if part is not None]
-    if inks and len({ink.shape for ink in inks}) == 1:
-        ink = inks[0] if len(inks) == 1 else np.maximum.reduce(inks)
-        if ink.max() > MIN_CONTRAST * 255 or image.get("composite") is None:
-            return ink
-    if image.get("composite") is not None:
-        return _distance(*_as_array(image["composite"]))
-    if inks:
+    layers = [
+        _distance(*_as_array(layer)) for layer in image.get("layers") or [] if layer is not None
+    ]
+    if len({ink.shape for ink in layers}) > 1:
         raise SketchError("sketch layers differ in size")
-    return None
+    if layers:
+        ink = layers[0] if len(layers) == 1 else np.maximum.reduce(layers)
+        if _has_ink(ink):
+            return ink
+    for key in ("background", "composite"):  # layers empty or flattened: read the picture
+        if image.get(key) is not None:
+            ink = _distance(*_as_array(image[key]))
+            if _has_ink(ink) or key == "composite":
+                return ink
+    return layers[0] if layers else None
+
+
+def _has_ink(ink: np.ndarray) -> bool:
+    return bool(ink.max() > MIN_CONTRAST * 255)
 
 
 def _crop_and_stretch_ink(dist: np.ndarray) -> tuple[np.ndarray, int, int] | None:
