@@ -96,24 +96,9 @@ class ReadView(NamedTuple):
     draw_timer: Any  # the re-scoring timer: woken during a run, put to sleep when idle
 
 
-class PadView(NamedTuple):
-    """The pad's event: a drawing's views, and the upload emptied (the pad is read now)."""
-
-    label: Any
-    probs: Any
-    seen: Any
-    answered: Any
-    image28: Any
-    shown_version: Any
-    drawn_key: Any
-    saliency: Any
-    maps1: Any
-    maps2: Any
-    why_caption: Any
-    spark: Any
-    spark_plot: Any
-    draw_timer: Any
-    upload: Any
+# The pad's event: a drawing's views (ReadView's fields, one list for both) and the upload
+# emptied, since the pad is what is read now.
+PadView = NamedTuple("PadView", [*ReadView.__annotations__.items(), ("upload", Any)])
 
 
 def _last(views: Iterator[DrawView]) -> DrawView:
