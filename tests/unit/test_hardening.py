@@ -94,7 +94,9 @@ class EventControl(Control):
 @pytest.fixture
 def fake(monkeypatch):
     """Replace the job's train() by a stand-in: `steps` simulated steps of `step_seconds`."""
-    settings = SimpleNamespace(steps=3, step_seconds=0.002, calls=0)
+    # `finish`: a test that must look at a stopping run clears it to hold the run's return
+    settings = SimpleNamespace(steps=3, step_seconds=0.002, calls=0, finish=threading.Event())
+    settings.finish.set()
     model = build_model("tutorial")
 
     def fake_train(config, *, control, on_record, **kwargs):
@@ -132,6 +134,7 @@ def fake(monkeypatch):
                 ),
                 model,
             )
+        settings.finish.wait(BOUND)
         return TrainResult(
             model=model, config=config, device="cpu (fake)", steps=done, stopped=control.stopped
         )
@@ -711,6 +714,7 @@ def test_a_tab_that_has_seen_the_latest_state_gets_nothing_to_redraw(dashboard):
 def test_a_poll_leaves_a_buttons_answer_up_until_the_jobs_message_changes(dashboard, fake):
     """The poll never sends the message: job_views does, when the job's key changes."""
     fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
+    fake.finish.clear()  # and, once stopped, stays "Stopping…" until the test has looked
     assert dashboard.train.start(**ARGS) == "Run 1 started."
     seen = dashboard.train.tick(None)
     assert dashboard.train.job_views().message == "Run 1 started."
@@ -721,6 +725,8 @@ def test_a_poll_leaves_a_buttons_answer_up_until_the_jobs_message_changes(dashbo
     stopping = dashboard.train.tick(seen.seen_key).job_key
     assert stopping != seen.job_key and stopping.endswith("Stopping…")
     assert dashboard.train.job_views().message == "Stopping…"
+    fake.finish.set()
+    assert dashboard.job.wait(BOUND)
 
 
 def test_a_poll_after_new_records_redraws_the_status_and_charts_only(dashboard, fake):
