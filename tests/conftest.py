@@ -24,6 +24,14 @@ TEST_THREADS = 1
 TINY_TRAIN, TINY_TEST = 2560, 500
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _decoded_mnist_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One decoded-MNIST cache for the session (its subprocesses too), never the user's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MNIST_DEMO_CACHE_DIR", str(tmp_path_factory.mktemp("mnist-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Run in tmp_path (so `runs/` and other relative outputs land there); restore threads.

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from mnist_demo import data
 from mnist_demo.data import BUNDLED_DIR, DataError, load_split, parse_idx, to_network_input
 
 TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -137,6 +138,39 @@ def test_corrupt_gzip_without_checksums_is_a_data_error(bundled_copy, where):
     with pytest.raises(DataError, match="cannot read") as excinfo:
         load_split("test", bundled_copy)
     assert str(target) in str(excinfo.value)
+
+
+def test_a_gzipped_file_is_decoded_once_and_its_cached_copy_checked(
+    bundled_copy, bundled_test, tmp_path, monkeypatch
+):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MNIST_DEMO_CACHE_DIR", str(cache))
+    first = load_split("test", bundled_copy)
+    kept = sorted(cache.glob("*.idx"))
+    assert len(kept) == 2, "the test images and labels, decoded"
+    monkeypatch.setattr(data.gzip, "decompress", _no_decoding)
+    again = load_split("test", bundled_copy)  # from the cache alone
+    assert torch.equal(again.images, first.images)
+    assert torch.equal(again.labels, bundled_test.labels)
+
+    images = next(p for p in kept if p.stat().st_size > 1_000_000)
+    flip_byte(images, images.stat().st_size // 2)  # a damaged copy is never used
+    with pytest.raises(AssertionError, match="decoded again"):
+        load_split("test", bundled_copy)
+    monkeypatch.undo()
+    monkeypatch.setenv("MNIST_DEMO_CACHE_DIR", str(cache))
+    assert torch.equal(load_split("test", bundled_copy).images, first.images)
+
+
+def _no_decoding(raw: bytes) -> bytes:
+    raise AssertionError("decoded again")
+
+
+def test_an_unwritable_cache_costs_only_time(bundled_copy, bundled_test, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("MNIST_DEMO_CACHE_DIR", str(blocker / "cache"))
+    assert torch.equal(load_split("test", bundled_copy).labels, bundled_test.labels)
 
 
 def test_malformed_checksum_file_is_a_data_error(bundled_copy):
