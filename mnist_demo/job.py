@@ -41,6 +41,7 @@ from .training import (
     Evaluation,
     TrainConfig,
     train,
+    warm_up,
 )
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,10 @@ class TrainingJob:
         self._thread: threading.Thread | None = None
 
     # --- commands (any thread) ----------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """A first run's one-time costs (training.warm_up), paid before anyone clicks Start."""
+        warm_up()
 
     def start(self, config: TrainConfig) -> tuple[bool, str]:
         """Start a run unless one is active; ConfigError if the config is invalid."""

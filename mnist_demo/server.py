@@ -77,6 +77,8 @@ def create(settings: AppSettings) -> tuple[gr.Blocks, Dashboard]:
     job = TrainingJob(predictor, runs_dir=settings.runs_dir, limits=settings.limits)
     dashboard = Dashboard(job, predictor, settings)
     log.debug("warm-up drawing read as %s", dashboard.draw.warm_up())
+    if settings.training != "off":
+        job.warm_up()
     demo = build_app(dashboard)
     bound(demo, settings)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=EVENT_CONCURRENCY)

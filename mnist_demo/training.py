@@ -628,6 +628,14 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
+def warm_up(data_dir: str | None = None) -> None:
+    """Pay a first run's one-time costs now, not after a visitor's click: reading MNIST, and
+    the torch._dynamo import that torch.optim's first optimizer triggers (~1 s on 2 cores,
+    bench/cli_overhead.py). Nothing is trained and no random numbers are drawn."""
+    prepared_mnist(data_dir)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)
+
+
 def _build_step(model, train, config, device, batch_size) -> tuple[Step, str]:
     """The fastest step this device allows: graphed on CUDA, eager otherwise or on failure."""
     graphed = device.type == "cuda" and config.cuda_graph

@@ -515,3 +515,10 @@ def test_warm_up_before_capture_leaves_no_trace(mnist):
     for p, q in zip(warmed.model.parameters(), fresh.model.parameters(), strict=True):
         sa, sb = warmed.optimizer.state[p], fresh.optimizer.state[q]
         assert all(torch.equal(sa[k], sb[k]) for k in sb), "Adam's step count and moments"
+
+
+def test_warm_up_leaves_a_runs_random_numbers_alone(tiny_mnist):
+    """The app warms up at start; the first run must train exactly as it would have without."""
+    state = torch.get_rng_state()
+    training.warm_up()
+    assert torch.equal(torch.get_rng_state(), state)
