@@ -21,6 +21,7 @@ from . import checkpoints
 from .data import IMAGE_SIDE, NUM_CLASSES, Split, random_shift, to_network_input
 from .insight import check_image28
 from .training import evaluate, layout_batch
+from .words import a_digit
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class PersonalSet:
             raise ValueError("The image is blank; draw a digit first.")
         self._images.append(image)
         self._labels.append(int(label))
-        return f"Added a {int(label)} ({len(self)} of {self.capacity})."
+        return f"Added {a_digit(int(label))} ({len(self)} of {self.capacity})."
 
     def remove(self, index: int) -> str:
         """Drop one drawing by position; ValueError when there is none there."""
@@ -81,7 +82,7 @@ class PersonalSet:
             raise ValueError(f"No drawing {index}; the set holds {len(self)}.")
         del self._images[index]
         label = self._labels.pop(index)
-        return f"Removed a {label} ({len(self)} left)."
+        return f"Removed {a_digit(label)} ({len(self)} left)."
 
     def clear(self) -> str:
         self._images.clear()

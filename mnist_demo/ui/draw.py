@@ -22,8 +22,9 @@ from ..job import ACTIVE, TrainingJob
 from ..predict import Prediction, Predictor, Weights
 from ..settings import AppSettings
 from ..sketch import SketchError, decode_data_url
+from ..words import a_digit
 from . import explore
-from .common import PNG, PRIVATE, Components, a_digit, outputs, skip_all
+from .common import PNG, PRIVATE, Components, outputs, skip_all
 from .explore import Explorer
 
 NO_DIGIT = {

@@ -31,7 +31,8 @@ from ..predict import Prediction, Predictor, Weights, WeightsVersion
 from ..records import epoch_position
 from ..runfiles import RunFiles
 from ..settings import AppSettings
-from .common import PRIVATE, Components, a_digit, count_of, outputs, skip_all
+from ..words import a_digit, count_of
+from .common import PRIVATE, Components, outputs, skip_all
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pages import DESKTOP, LABEL_JS, draw_and_read, open_app
 
 from mnist_demo import checkpoints
 from mnist_demo.data import load_mnist
-from mnist_demo.ui.common import a_digit, count_of
+from mnist_demo.words import a_digit, count_of
 
 pytestmark = pytest.mark.e2e
 

@@ -20,8 +20,8 @@ from mnist_demo.settings import AppSettings
 from mnist_demo.teach import PersonalSet
 from mnist_demo.training import config_from_preset
 from mnist_demo.ui import explore
-from mnist_demo.ui.common import a_digit, count_of
 from mnist_demo.ui.explore import Explorer, confusion_frame
+from mnist_demo.words import a_digit, count_of
 
 SHIPPED = checkpoints.shipped("tutorial")
 

@@ -37,6 +37,13 @@ def test_add_stores_a_copy_and_reports_progress():
     assert len(personal) == 2 and personal.labels == [7, 1]
 
 
+def test_messages_give_an_eight_its_article():
+    personal = PersonalSet(capacity=3)
+
+    assert personal.add(stroke(), 8) == "Added an 8 (1 of 3)."
+    assert personal.remove(0) == "Removed an 8 (0 left)."
+
+
 def test_a_full_set_refuses_more_with_a_clear_message():
     personal = PersonalSet(capacity=2)
     personal.add(stroke(), 1)
