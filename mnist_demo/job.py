@@ -29,9 +29,11 @@ from .records import (
     StartRecord,
     StepRecord,
     epoch_position,
+    epochs_done,
     first,
     is_kind,
     latest,
+    run_label,
 )
 from .runfiles import RunFiles
 from .training import (
@@ -373,8 +375,7 @@ class TrainingJob:
         elif accuracy is None or accuracy < ADOPT_ACCURACY:
             reason = f"it tested below {ADOPT_ACCURACY:.0f}%"
         else:
-            # epochs done, not counted: "epoch 0.25" for a quarter-epoch run
-            label = f"training run {run_id}, epoch {result.epochs_done:g} (final)"
+            label = f"{run_label(run_id, result.epochs_done)} (final)"
             self._publish(run, result.model, label, saved)
             draw_model.remember(self.runs_dir, saved.name)
             return "The Draw tab now uses these weights."
@@ -409,13 +410,13 @@ class TrainingJob:
         # shows this run's weights in the Draw tab.
         now = time.monotonic()
         if is_kind(record, "epoch"):
-            self._publish(run, model, f"training run {run_id}, epoch {record['epoch']}")
+            self._publish(run, model, run_label(run_id, epochs_done(record)))
             self._draw_figure(record, run)
         elif is_kind(record, "step") and (
             run.last_publish is None or now - run.last_publish >= self.limits.publish_interval
         ):
             progress = epoch_position(record)
-            self._publish(run, model, f"training run {run_id}, epoch {progress:.2f}")
+            self._publish(run, model, run_label(run_id, progress))
         with self._lock:
             run.records.append(record)
             if is_kind(record, "epoch"):
@@ -446,7 +447,7 @@ class TrainingJob:
     def _on_evaluation(
         self, record: EpochRecord, evaluation: Evaluation, run: _Run, run_id: int
     ) -> None:
-        label = f"training run {run_id}, epoch {record['epochs_done']:g}"
+        label = run_label(run_id, epochs_done(record))
         with self._lock:
             run.evaluation = (label, evaluation)
 

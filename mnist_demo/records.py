@@ -129,6 +129,12 @@ def epochs_done(record: Any) -> float:
     return float(record.get("epochs_done", record["epoch"]))
 
 
+def run_label(run_id: int, epochs: float) -> str:
+    """Which weights answered: 'training run 3, epoch 0.25'. Epochs done, not the epoch
+    counter: a quarter-epoch run's only epoch is number 1, but its weights saw a quarter."""
+    return f"training run {run_id}, epoch {round(epochs, 2):g}"
+
+
 def epoch_position(step: StepRecord) -> float:
     """Where a step record sits on an epoch axis: 1.37 = 37% into the second epoch."""
     return step["epoch"] - 1 + step["epoch_progress"]

@@ -28,7 +28,7 @@ from ..data import load_mnist
 from ..job import ACTIVE, Snapshot, TrainingJob
 from ..limits import Busy, FineTuneGate
 from ..predict import Prediction, Predictor, Weights, WeightsVersion
-from ..records import epoch_position
+from ..records import epoch_position, epochs_done, run_label
 from ..runfiles import RunFiles
 from ..settings import AppSettings
 from ..words import a_digit, count_of
@@ -246,7 +246,7 @@ class Explorer:
         epoch = snap.latest_epoch
         if not epoch or "confusion" not in epoch:
             return None
-        label = f"training run {snap.run_id}, epoch {epoch['epoch']}"
+        label = run_label(snap.run_id, epochs_done(epoch))
         return self._class_outputs(label, np.asarray(epoch["confusion"]))
 
     @staticmethod

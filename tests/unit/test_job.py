@@ -554,6 +554,27 @@ def test_a_run_at_the_floor_becomes_the_draw_model(job, config, predictor, monke
     assert predictor.version.source == Path(job.snapshot().checkpoint)
 
 
+def test_a_quarter_epoch_run_is_labelled_with_its_real_fraction(
+    new_job, make_config, predictor, monkeypatch
+):
+    monkeypatch.setattr(job_module, "ADOPT_ACCURACY", 0.0)
+    labels: list[str] = []
+    set_weights = predictor.set_weights
+
+    def watched(*args, **kwargs):
+        version = set_weights(*args, **kwargs)
+        labels.append(version.label)
+        return version
+
+    monkeypatch.setattr(predictor, "set_weights", watched)
+    job = new_job(publish_interval=3600.0)  # the first step, the epoch's end, the final
+    job.start(make_config(epochs=0.25, batch_size=64, log_every=1))  # 10 of 40 steps
+    finish(job)
+
+    assert labels[-1] == "training run 1, epoch 0.25 (final)"
+    assert not [label for label in labels if "epoch 1" in label], labels
+
+
 def test_a_run_whose_checkpoint_cannot_be_written_is_not_adopted(
     job, config, predictor, monkeypatch
 ):
