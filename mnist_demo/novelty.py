@@ -26,6 +26,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import checkpoints
 from .data import load_split
@@ -59,9 +60,10 @@ def _euler(mask: np.ndarray) -> float:
     """Euler number (pieces - holes) of an 8-connected binary image, by Gray's bit quads."""
     p = np.pad(mask, 1).astype(np.int8)
     q = p[:-1, :-1] + 2 * p[:-1, 1:] + 4 * p[1:, :-1] + 8 * p[1:, 1:]
-    ones = np.count_nonzero(np.isin(q, (1, 2, 4, 8)))
-    threes = np.count_nonzero(np.isin(q, (7, 11, 13, 14)))
-    diagonals = np.count_nonzero(np.isin(q, (6, 9)))
+    quads = np.bincount(q.ravel(), minlength=16)  # one pass; np.isin x3 took 5x longer
+    ones = quads[[1, 2, 4, 8]].sum()
+    threes = quads[[7, 11, 13, 14]].sum()
+    diagonals = quads[[6, 9]].sum()
     return (ones - threes - 2 * diagonals) / 4
 
 
@@ -109,27 +111,80 @@ def mnist_basis() -> tuple[np.ndarray, np.ndarray]:
     return mean, np.ascontiguousarray(vectors[:, ::-1][:, :COMPONENTS])
 
 
+@dataclass(frozen=True)
+class _Reference:
+    """The reference digits, laid out for mnist_distance's exact nearest-digit search."""
+
+    digits: torch.Tensor  # (N, 784): a few hundred rows are read whole
+    pixels_by_column: torch.Tensor  # (784, N): many rows are read only at the drawing's ink
+    norms: torch.Tensor  # (N,) squared norms of the digits
+    places: torch.Tensor  # (N, 41): component coordinates and the residual norm, see below
+    place_norms: torch.Tensor  # (N,) their squared norms
+
+
 @functools.lru_cache(maxsize=1)
-def _reference() -> tuple[np.ndarray, np.ndarray]:
-    """The reference digits (N, 784) and their squared norms."""
+def _reference() -> _Reference:
     digits = np.ascontiguousarray(_training_digits()[REFERENCE])
-    return digits, np.einsum("ij,ij->i", digits, digits)
+    places = np.column_stack(_split(digits)).astype(np.float32)
+    return _Reference(
+        torch.from_numpy(digits),
+        torch.from_numpy(np.ascontiguousarray(digits.T)),
+        torch.from_numpy(np.einsum("ij,ij->i", digits, digits)),
+        torch.from_numpy(places),
+        torch.from_numpy(np.einsum("ij,ij->i", places, places)),
+    )
+
+
+def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 784) -> coordinates in the 40 main components (N, 40) and residual norms (N,)."""
+    mean, basis = mnist_basis()
+    centred = x - mean
+    coords = centred @ basis
+    return coords, np.linalg.norm(centred - coords @ basis.T, axis=1)
 
 
 def mnist_residual(images28: np.ndarray) -> np.ndarray:
     """(N, 28, 28) -> (N,) distance from the span of MNIST's main components."""
-    mean, basis = mnist_basis()
-    x = np.asarray(images28, np.float32).reshape(len(images28), -1) - mean
-    return np.linalg.norm(x - (x @ basis) @ basis.T, axis=1)
+    return _split(np.asarray(images28, np.float32).reshape(len(images28), -1))[1]
 
 
 def mnist_distance(images28: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) -> (N,) mean Euclidean distance to the 5 nearest reference digits."""
-    digits, norms = _reference()
+    """(N, 28, 28) -> (N,) mean Euclidean distance to the 5 nearest reference digits.
+
+    Exact, without reading all 10,000 digits (31 MB: 2-4 ms a drawing, and 10-20 ms when
+    numpy's BLAS threads wait for a busy core). With a "place" = (component coordinates,
+    residual norm), the orthonormal components give |x - d|^2 >= |place(x) - place(d)|^2, a
+    (10,000 x 41) product; only digits bounded below the 5th nearest distance among the 40
+    best-bounded ones need their exact distance (typically a few hundred), and that reads
+    only the drawing's ink pixels. Torch does the products: it keeps to the calling thread's
+    torch threads (one in the app), where numpy's BLAS would start its own.
+    """
+    ref = _reference()
     x = np.asarray(images28, np.float32).reshape(len(images28), -1)
-    squared = np.einsum("ij,ij->i", x, x)[:, None] - 2 * (x @ digits.T) + norms
-    nearest = np.partition(squared, NEIGHBOURS, axis=1)[:, :NEIGHBOURS]
-    return np.sqrt(np.maximum(nearest, 0)).mean(axis=1)
+    places = torch.from_numpy(np.column_stack(_split(x)).astype(np.float32))
+    out = np.empty(len(x), np.float32)
+    with torch.inference_mode():
+        for i in range(len(x)):
+            place = places[i]
+            bound = ref.place_norms - 2 * (ref.places @ place) + place @ place
+            first = torch.topk(bound, 8 * NEIGHBOURS, largest=False).indices
+            kth = torch.kthvalue(_squared(x[i], ref, first), NEIGHBOURS).values
+            # Slack for float32 rounding in the bound's expansion (values ~10-200).
+            rows = torch.nonzero(bound <= kth * 1.001 + 0.01).flatten()
+            nearest = torch.topk(_squared(x[i], ref, rows), NEIGHBOURS, largest=False).values
+            out[i] = float(nearest.clamp(min=0).sqrt().mean())
+    return out
+
+
+def _squared(x: np.ndarray, ref: _Reference, rows: torch.Tensor) -> torch.Tensor:
+    """Squared distances |x|^2 - 2 x.d + |d|^2 from x (784,) to the reference digits `rows`."""
+    if len(rows) < len(ref.norms) // 8:
+        dots = ref.digits.index_select(0, rows) @ torch.from_numpy(x)
+    else:  # most digits: read only the pixels where the drawing has ink (~20%)
+        ink = np.flatnonzero(x)
+        pixels = ref.pixels_by_column.index_select(0, torch.from_numpy(ink))
+        dots = (torch.from_numpy(x[ink]) @ pixels)[rows]
+    return float(x @ x) - 2 * dots + ref.norms[rows]
 
 
 def features(images28: np.ndarray) -> np.ndarray:
