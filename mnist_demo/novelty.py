@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 
 INK = 0.4  # a 28x28 pixel above this is ink for the shape facts (MNIST strokes: 1.0 cores)
 COMPONENTS = 40  # MNIST's main components: 40 leave digits a residual of ~3, drawings ~4.3
-# The nearest-digit distance compares with the last 10,000 training digits (31 MB as float32,
-# ~3 ms a drawing); bench/not_a_digit.py fits on re-drawn training digits from before them, so
-# that no fitted digit meets its own original here.
+# The nearest-digit distance compares with the last 10,000 training digits (mnist_distance
+# says how it avoids reading them all); bench/not_a_digit.py fits on re-drawn training digits
+# from before them, so that no fitted digit meets its own original here.
 REFERENCE = slice(50_000, 60_000)
 NEIGHBOURS = 5
 PATH = Path(__file__).with_name("novelty.npz")
