@@ -209,7 +209,8 @@ def test_a_finished_run_lands_in_the_history_with_its_exports(make_explorer):
     snap = job.snapshot()
     assert set(snap.exports) == {"csv", "png"} and snap.n_history == 1
     bars, table, caption = explorer.class_view_from(snap)
-    assert f"training run {snap.run_id}, epoch 1" in caption
+    # 20 steps of 235: the epochs its weights saw, not the epoch counter's "epoch 1"
+    assert f"training run {snap.run_id}, epoch 0.09" in caption
     assert int(table.data.iloc[:, 1:].to_numpy().sum()) == 10_000
     assert "training run" in explorer.class_view().class_caption, (
         "the gallery uses the run's own pass"
