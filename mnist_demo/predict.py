@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,10 +118,6 @@ class Weights:
         return Explanation(label, p, heat, maps, self.version)
 
 
-RECENT = 4  # weights sets kept after a newer one: an explanation that follows its answer
-# (~50-150 ms later, a second event) still finds them while training publishes every 0.25 s
-
-
 class Predictor:
     """Answers "which digit is this?" with whichever weights were published last."""
 
@@ -139,7 +134,6 @@ class Predictor:
         self._lock = threading.Lock()
         self._count = 0
         self._weights: Weights
-        self._recent: deque[Weights] = deque(maxlen=RECENT)
         self.set_weights(
             checkpoint.model_name, checkpoint.state_dict, label, source, deskew=checkpoint.deskew
         )
@@ -168,19 +162,12 @@ class Predictor:
             self._count += 1
             version = WeightsVersion(self._count, label, model_name, source, deskew)
             self._weights = Weights(model, version, self.threads)
-            self._recent.append(self._weights)
             return version
 
     def current(self) -> Weights:
         """The weights published last: answer and explain a drawing with one of these."""
         with self._lock:
             return self._weights
-
-    def published(self, number: int | None) -> Weights | None:
-        """The weights numbered `number` if they are among the last few published, else None:
-        a drawing's explanation comes from the very weights that answered it."""
-        with self._lock:
-            return next((w for w in self._recent if w.version.number == number), None)
 
     def weights(self) -> tuple[str, dict[str, torch.Tensor], WeightsVersion]:
         """A copy of the current weights (model name, CPU state dict, version), e.g. to tune."""

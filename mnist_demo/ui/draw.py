@@ -25,7 +25,7 @@ from ..sketch import SketchError, decode_data_url
 from ..words import a_digit
 from . import explore
 from .common import PNG, PRIVATE, Components, outputs, skip_all
-from .explore import ExplainView, Explorer
+from .explore import Explorer
 
 NO_DIGIT = {
     "empty": "Draw a digit (or upload an image) and the network will read it.",
@@ -235,16 +235,12 @@ class DrawTab:
         """The answer's explanation, by the same weights snapshot that answered."""
         if prediction is None or prediction.label is None:
             return answer
-        return answer._replace(**self._why(weights, prediction.image)._asdict())
-
-    def _why(self, weights: Weights, image28: np.ndarray) -> ExplainView:
-        """Why `weights` read `image28` so: views that replace the faded ones (see _answer)."""
-        why = self.explorer.explain_with(weights, image28)
+        why = self.explorer.explain_with(weights, prediction.image)
         fresh = {  # updates, so that each image is encoded as its component says (PNG)
             name: gr.update(value=getattr(why, name), elem_classes=[])
             for name in ("saliency", "maps1", "maps2")
         }
-        return ExplainView(**fresh, why_caption=why.why_caption)
+        return answer._replace(**fresh, why_caption=why.why_caption)
 
     def predict(
         self, image: Any, tuned: Predictor | None = None, key: str | None = None
@@ -275,50 +271,27 @@ class DrawTab:
         if prediction is not None and prediction.label is not None:
             yield self._explained(answer, prediction, weights)
 
-    def answer_drawing(
+    def stream_drawing(
         self, data_url: str | None, tuned: Predictor | None = None, spark: list | None = None
-    ) -> PadView:
-        """The pad's event: the answer's views, with its explanation marked as on its way.
+    ) -> Iterator[PadView]:
+        """The pad's event: the answer first, then its explanation, in one event.
 
-        The explanation (~30-60 ms of saliency and feature maps) is explain_drawing, chained
-        after this event: in the same event it held back the answer's paint, as the browser
-        and the server share the cores. A drawing (or Clear) also empties the upload box: one
-        picture is read at a time, and a file left listed after Clear would look like the one
-        being read.
+        One event, so no later drawing's views can be overwritten by this one's (the pad's
+        events run one at a time, the last value winning); two steps, so the answer paints
+        ~50-150 ms before the explanation is ready. A drawing (or Clear) also empties the
+        upload box: one picture is read at a time, and a file left listed after Clear would
+        look like the one being read.
         """
         timer = self._follow_if_training(data_url, tuned)
-        answer = next(self._stream(data_url, tuned))
-        return PadView(*answer, *_spark_restart(spark), timer, None)
-
-    def explain_drawing(
-        self,
-        drawing: str | None,
-        uploaded: Any,
-        image28: np.ndarray | None,
-        shown: int | None,
-        drawn_key: str | None,
-        tuned: Predictor | None = None,
-    ) -> ExplainView:
-        """The shown answer's explanation, by the very weights that answered it.
-
-        Nothing when the pad holds another drawing by now (its own events bring its views;
-        a new drawing also cancels this event in flight) or when those weights are no longer
-        among the last few published (the re-scoring by newer weights brings every view).
-        """
-        weights = (tuned or self.predictor).published(shown)
-        if image28 is None or weights is None or drawing_key(drawing, uploaded) != drawn_key:
-            return skip_all(ExplainView)
-        return self._why(weights, np.asarray(image28))
+        extras = (*_spark_restart(spark), timer, None)
+        for i, view in enumerate(self._stream(data_url, tuned)):
+            yield PadView(*view, *(extras if i == 0 else (gr.skip(),) * len(extras)))
 
     def read_drawing(
         self, data_url: str | None, tuned: Predictor | None = None, spark: list | None = None
     ) -> PadView:
-        """The pad's two events' views once both are done (for tests and callers)."""
-        answer = self.answer_drawing(data_url, tuned, spark)
-        why = self.explain_drawing(
-            data_url, None, answer.image28, answer.shown_version, answer.drawn_key, tuned
-        )
-        return _merged([answer, answer._replace(**why._asdict())])
+        """stream_drawing's views once it is done (for tests and callers without a stream)."""
+        return _merged(list(self.stream_drawing(data_url, tuned, spark)))
 
     def stream_upload(
         self, path: Any, tuned: Predictor | None = None, spark: list | None = None
@@ -532,9 +505,8 @@ def build(c: Components, tab: DrawTab, explorer: Explorer) -> None:
                 c.draw_pick_message = gr.Markdown(elem_id="draw-pick-message")
                 explore.build_teach(c)
 
-    # A drawing's answer is one event and its explanation a second, chained after it: the
-    # explanation uses the weights version that answered (Predictor.published) and checks the
-    # drawing's key, and a newer drawing cancels an older one's explanation in flight.
+    # One event per drawing computes every view of it from one weights version: an answer and
+    # an explanation in two chained events could each land after a later drawing's.
     rescoring = c.draw_timer.tick(  # the pad's value says whether it still holds a drawing
         tab.follow_live_weights,
         [c.pad, c.upload, c.image28, c.shown_version, c.tuned, c.spark, c.drawn_key],
@@ -542,8 +514,8 @@ def build(c: Components, tab: DrawTab, explorer: Explorer) -> None:
         concurrency_limit=None,
         **PRIVATE,
     )
-    answering = c.pad.change(  # a re-scoring still in flight holds the old drawing: cancel it
-        tab.answer_drawing,
+    c.pad.change(  # a re-scoring still in flight holds the old drawing: cancel it
+        tab.stream_drawing,
         [c.pad, c.tuned, c.spark],
         outputs(PadView, c),
         trigger_mode="always_last",
@@ -552,14 +524,6 @@ def build(c: Components, tab: DrawTab, explorer: Explorer) -> None:
         api_name="read_drawing",  # the name raw clients (tests/api, bench) know it by
         **PRIVATE,
     )
-    explaining = answering.then(
-        tab.explain_drawing,
-        [c.pad, c.upload, c.image28, c.shown_version, c.drawn_key, c.tuned],
-        outputs(ExplainView, c),
-        concurrency_limit=None,
-        **PRIVATE,
-    )
-    c.pad.change(None, None, None, cancels=[explaining], **PRIVATE)
     c.upload.upload(
         tab.stream_upload,
         [c.upload, c.tuned, c.spark],

@@ -3,9 +3,7 @@
 Two races this guards against, seen in the browser: the explanation kept describing the
 shipped network after a run had replaced it (it was recomputed only on pen-up), and after a
 fast two-stroke 4 it kept showing the first stroke and "answer 6" (answer and explanation were
-two events, and the first drawing's explanation could land after the second's). They are two
-events again (the answer paints sooner), now with the guards tested here: the explanation
-comes from the weights version that answered, and is dropped when the drawing has changed.
+two events, and the first drawing's explanation could land after the second's).
 """
 
 from __future__ import annotations
@@ -99,35 +97,15 @@ def test_a_fast_second_stroke_gets_its_own_answer_and_explanation(dashboard):
     assert not np.array_equal(image(second.saliency), image(first.saliency)), "the 2nd drawing"
 
 
-def test_the_answer_comes_first_and_its_explanation_by_the_weights_that_answered(dashboard):
-    url = pad_url(FOUR_FIRST, FOUR_SECOND)
-    answer = dashboard.draw.answer_drawing(url)
+def test_the_answer_comes_first_and_its_explanation_in_the_same_event(dashboard):
+    steps = list(dashboard.draw.stream_drawing(pad_url(FOUR_FIRST, FOUR_SECOND)))
+
+    assert len(steps) == 2
+    answer, explained = steps
     assert answer.label and answer.saliency == {"__type__": "update", "elem_classes": ["stale"]}
     assert "Explaining the answer **4** of weights v1" in answer.why_caption
-    improved = checkpoints.load(checkpoints.shipped("improved"))  # published in between
-    dashboard.predictor.set_weights("improved", improved.state_dict, "training run 1, epoch 0.5")
-
-    why = dashboard.draw.explain_drawing(
-        url, None, answer.image28, answer.shown_version, answer.drawn_key
-    )
-
-    assert "Weights v1:" in why.why_caption and "the 16 maps" in why.why_caption
-    assert "answer **4**" in why.why_caption and image(why.saliency) is not None
-
-
-def test_an_explanation_for_an_older_drawing_or_forgotten_weights_changes_nothing(dashboard):
-    one_stroke, two_strokes = pad_url(FOUR_FIRST), pad_url(FOUR_FIRST, FOUR_SECOND)
-    first = dashboard.draw.answer_drawing(one_stroke)
-    args = (first.image28, first.shown_version, first.drawn_key)
-
-    newer_drawing = dashboard.draw.explain_drawing(two_strokes, None, *args)
-    name, state, _ = dashboard.predictor.weights()
-    for epoch in range(1, 6):  # training publishes on: v1 drops out of the recent few
-        dashboard.predictor.set_weights(name, state, f"training run 1, epoch {epoch}")
-    forgotten = dashboard.draw.explain_drawing(one_stroke, None, *args)
-
-    assert all(view == gr.skip() for view in newer_drawing)
-    assert all(view == gr.skip() for view in forgotten)
+    assert explained.label == answer.label and explained.shown_version == answer.shown_version
+    assert_one_reading(dashboard.draw.read_drawing(pad_url(FOUR_FIRST, FOUR_SECOND)), 1)
 
 
 def test_a_late_re_scoring_of_an_older_drawing_changes_nothing(dashboard):
