@@ -26,9 +26,9 @@ CONSISTENT_JS = f"""() => {{ const v = ({VERSIONS_JS})();
   return v.answer !== null && v.answer === v.why && v.explained === v.label; }}"""
 
 
-# Every view follows a new answer (the explanation in the event chained after it): ~1 s on an
-# idle machine is the target (timed in benchmarks, not here); this bound only says "it does
-# follow", on 2 cores that the browser shares with the server and a training run.
+# Every view follows a new answer in the same event: ~1 s on an idle machine is the target
+# (timed in benchmarks, not here); this bound only says "it does follow", on 2 cores that the
+# browser shares with the server and a training run.
 FOLLOW_MS = 10_000
 
 
