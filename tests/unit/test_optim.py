@@ -106,3 +106,24 @@ def test_a_muon_step_never_reads_a_value_back_to_the_host(mnist):
     with _HostReads() as probe:
         step(idx)
     assert probe.ops == []
+
+
+def test_warm_up_before_capture_leaves_a_fresh_muon(mnist):
+    """The CUDA path warms up then zeroes the state in place: that must equal a fresh Muon."""
+    config = config_from_preset("fast", optimizer="muon", device="cpu")
+
+    def step():
+        model = build_model("tutorial").to(memory_format=torch.channels_last).train()
+        optimizer = training._optimizer(model, config, torch.device("cpu"), graphed=True)
+        return training._Step(model, optimizer, mnist[0], config, torch.device("cpu"))
+
+    torch.manual_seed(0)
+    warmed, fresh = step(), step()
+    fresh.model.load_state_dict(warmed.model.state_dict())
+    batches = [torch.randint(0, len(mnist[0]), (64,)) for _ in range(3)]
+    training._warm_up_without_training(warmed, batches[0])
+    for idx in batches:
+        warmed(idx)
+        fresh(idx)
+    a, b = warmed.model.state_dict(), fresh.model.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
