@@ -168,7 +168,8 @@ def _finite(value: object) -> bool:
 # Named starting points. "fast" is the default: tuned for time to 99% on a 2-core CPU
 # (batch 256 amortises per-step overhead; one-cycle Adam, peak 1e-2, betas 0.7/0.9). Label
 # smoothing 0.1 over 1 epoch reached 99.07-99.19% for seeds 0-9, as much margin as 1.5
-# epochs without it; without it, 1.25 epochs missed 99% for some seeds. The sweeps are in
+# epochs without it; without it, 1.25 epochs missed 99% for some seeds. Shorter runs (0.65
+# or 0.8 epoch, with Muon or a 2e-2 peak) missed 99% on some of seeds 0-9. The sweeps are in
 # BENCHMARKS.md.
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {},
