@@ -127,6 +127,13 @@ def test_onecycle_warms_up_peaks_then_decays_to_near_zero():
     assert all(lr > 0 for lr in lrs)
 
 
+def test_warmup_sets_where_the_onecycle_peaks():
+    for warmup in (0.0, 0.1, 0.5):
+        config = TrainConfig(lr=1e-2, warmup=warmup)
+        lrs = [lr_at(config, step, 200) for step in range(200)]
+        assert lrs.index(max(lrs)) == max(1, int(warmup * 200))
+
+
 def test_constant_schedule_is_constant():
     config = TrainConfig(lr=1e-3, schedule="constant")
     assert {lr_at(config, step, 100) for step in range(100)} == {1e-3}
