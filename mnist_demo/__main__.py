@@ -22,6 +22,7 @@ from .models import MODELS
 from .records import Record, is_kind, of_kind
 from .training import (
     CPU_PARALLEL,
+    OPTIMIZERS,
     PRESETS,
     SCHEDULES,
     ConfigError,
@@ -47,6 +48,10 @@ _HELP = {
     "schedule": "learning-rate schedule",
     "beta1": "Adam beta1",
     "beta2": "Adam beta2",
+    "optimizer": "adam, or muon (orthogonalised updates for the conv/hidden weights, Adam else)",
+    "muon_lr": "Muon learning rate at the one-cycle peak (with --optimizer muon)",
+    "muon_momentum": "Muon momentum (with --optimizer muon)",
+    "warmup": "fraction of a one-cycle run spent warming up to the peak learning rate",
     "augment": "random shift of up to N pixels (0 = off)",
     "distort": "random affine/elastic/pen/scanner distortion strength (0 = off, 1 = default)",
     "deskew": "straighten digits by their moments in training and inference (true/false)",
@@ -107,6 +112,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             extra["choices"] = list(SCHEDULES)
         if f.name == "cpu_parallel":
             extra["choices"] = list(CPU_PARALLEL)
+        if f.name == "optimizer":
+            extra["choices"] = list(OPTIMIZERS)
         p.add_argument(
             flag,
             type=kind,

@@ -20,7 +20,9 @@ def _losses(cuda_graph: bool, **overrides) -> list[float]:
     return [r["loss"] for r in of_kind(result.history, "step")]
 
 
-@pytest.mark.parametrize("overrides", [{}, {"model": "improved", "augment": 2}])
+@pytest.mark.parametrize(
+    "overrides", [{}, {"model": "improved", "augment": 2}, {"optimizer": "muon"}]
+)
 def test_graphed_step_matches_eager(overrides):
     graphed, eager = _losses(True, **overrides), _losses(False, **overrides)
     assert len(graphed) == len(eager) == 6

@@ -61,6 +61,12 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is pr
         (dict(model="resnet"), "unknown model 'resnet'"),
         (dict(schedule="step"), "schedule"),
         (dict(beta1=1.0), "beta1"),
+        (dict(optimizer="sgd"), "optimizer must be one of adam, muon"),
+        (dict(muon_lr=0.0), "muon_lr"),
+        (dict(muon_lr=float("nan")), "muon_lr"),
+        (dict(muon_momentum=1.0), "muon_momentum"),
+        (dict(warmup=1.0), "warmup"),
+        (dict(warmup=-0.1), "warmup"),
         (dict(augment=5), "augment"),
         (dict(label_smoothing=-0.1), "label smoothing"),
         (dict(label_smoothing=0.6), "label smoothing"),
@@ -119,6 +125,13 @@ def test_onecycle_warms_up_peaks_then_decays_to_near_zero():
     assert all(a >= b for a, b in pairwise(lrs[warm:]))  # then only falls
     assert lrs[-1] < 1e-2 * 0.01  # ends near zero
     assert all(lr > 0 for lr in lrs)
+
+
+def test_warmup_sets_where_the_onecycle_peaks():
+    for warmup in (0.0, 0.1, 0.5):
+        config = TrainConfig(lr=1e-2, warmup=warmup)
+        lrs = [lr_at(config, step, 200) for step in range(200)]
+        assert lrs.index(max(lrs)) == max(1, int(warmup * 200))
 
 
 def test_constant_schedule_is_constant():
