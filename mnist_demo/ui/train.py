@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import gradio as gr
@@ -100,6 +102,13 @@ class PresetView(NamedTuple):
 CONTROLS = (*PresetView._fields[1:], "device")  # Start's inputs after the preset, by name
 
 
+# The live charts' fastest redraw in a tab, in seconds. The browser rebuilds a Vega chart
+# from its spec on every update (tens of ms of its CPU each, on the cores training uses);
+# at every 0.3 s poll three charts took a loaded 2-core machine's page ~96% busy
+# (bench/browser_profile.py). The status line still follows each poll.
+CHART_SECONDS = 0.5
+
+
 class TickKey(NamedTuple):
     """What a tab last saw of the job: a poll redraws only the parts whose fields moved."""
 
@@ -110,6 +119,8 @@ class TickKey(NamedTuple):
     n_history: int
     weights: int
     n_epochs: int
+    charted: int = -1  # the n_records the tab's charts draw (they lag by CHART_SECONDS at most)
+    charted_at: float = -math.inf  # when those charts were sent (TrainTab.clock)
 
 
 class TickView(NamedTuple):
@@ -158,6 +169,7 @@ class TrainTab:
     ) -> None:
         self.job, self.predictor, self.settings = job, predictor, settings
         self.explorer = explorer
+        self.clock: Callable[[], float] = time.monotonic  # the charts' throttle; tests fake it
         # (weights version, its epoch records, its name) and (version, figure path): the
         # idle Train tab shows the Draw model's own training, read once per version
         self._history_cache: tuple[int, list, str] | None = None
@@ -253,18 +265,33 @@ class TrainTab:
             count(records, "epoch"),
         )
         seen = TickKey(*seen) if seen is not None and len(seen) == len(key) else None
-        if seen == key:
-            return skip_all(TickView)
         idle = not of_kind(records, "step")
+        active = snap.state in ACTIVE_STATES
+        now = self.clock()
         charts_moved = (
             seen is None
-            or (seen.run_id, seen.n_records) != (key.run_id, key.n_records)
+            or seen.run_id != key.run_id
             or (idle and seen.weights != key.weights)  # the Draw model's curves are shown
+            or (
+                seen.charted != key.n_records
+                # at most every CHART_SECONDS while the run adds records; a run's last
+                # records (its end) are drawn at once, so every chart ends complete
+                and (not active or now - seen.charted_at >= CHART_SECONDS)
+            )
         )
-        active = snap.state in ACTIVE_STATES
+        if charts_moved:
+            key = key._replace(charted=key.n_records, charted_at=now)
+        else:
+            key = key._replace(charted=seen.charted, charted_at=seen.charted_at)
+        if seen == key:
+            return skip_all(TickView)
         plots = self.live_charts(records) if charts_moved else skip_all(LiveCharts)
+        # a throttled chart catching up changes no other field: the status line stays
+        status_moved = (
+            seen is None or seen._replace(charted=key.charted, charted_at=key.charted_at) != key
+        )
         return TickView(
-            status=status_markdown(snap),
+            status=status_markdown(snap) if status_moved else gr.skip(),
             **plots._asdict(),
             draw_timer=wake_rescoring(seen, key, active) if drawing is not None else gr.skip(),
             # its change runs epoch_views (idle: the Draw model's figure)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 import random
 import struct
@@ -28,16 +29,16 @@ from support import TRAINING_ARGS
 
 from mnist_demo import checkpoints
 from mnist_demo import job as job_module
-from mnist_demo.job import JobLimits, TrainingJob
+from mnist_demo.job import JobLimits, Snapshot, TrainingJob
 from mnist_demo.models import build_model
 from mnist_demo.predict import Predictor
-from mnist_demo.records import StartRecord, StepRecord
+from mnist_demo.records import EpochRecord, StartRecord, StepRecord
 from mnist_demo.settings import AppSettings, SettingsError, from_env
 from mnist_demo.training import Control, TrainResult
 from mnist_demo.ui import Dashboard
 from mnist_demo.ui.common import IDLE_TICK
 from mnist_demo.ui.draw import NO_DIGIT, drawing_key
-from mnist_demo.ui.train import TickKey, wake_rescoring
+from mnist_demo.ui.train import CHART_SECONDS, TickKey, wake_rescoring
 
 BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
 ARGS = dict(preset="fast", **TRAINING_ARGS)
@@ -741,13 +742,160 @@ def test_a_poll_after_new_records_redraws_the_status_and_charts_only(dashboard, 
     status_and_charts = (first.status, first.loss_plot, first.acc_plot, first.speed_plot)
     assert all(u != gr.skip() for u in status_and_charts)
     key = first.seen_key
-    missed_a_record = dashboard.train.tick(key._replace(n_records=key.n_records - 1))
+    # a tab whose charts lack a record and were drawn longer than CHART_SECONDS ago
+    behind = key._replace(
+        n_records=key.n_records - 1,
+        charted=key.n_records - 1,
+        charted_at=key.charted_at - CHART_SECONDS,
+    )
+    missed_a_record = dashboard.train.tick(behind)
     charts = (missed_a_record.loss_plot, missed_a_record.acc_plot, missed_a_record.speed_plot)
     assert all(chart != gr.skip() for chart in charts), "the three charts"
     assert (missed_a_record.epoch_key, missed_a_record.job_key) == (first.epoch_key, first.job_key)
     paused = dashboard.train.tick(key._replace(state="paused"))
     charts = (paused.loss_plot, paused.acc_plot, paused.speed_plot)
     assert all(chart == gr.skip() for chart in charts), "no new records: charts stay"
+
+
+class FakeClock:
+    """A monotonic clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _step(n: int) -> StepRecord:
+    return StepRecord(
+        kind="step",
+        epoch=1,
+        step=n,
+        epoch_progress=n / 100,
+        loss=1.0 / n,
+        train_accuracy=90.0,
+        lr=1e-3,
+        samples_per_second=1000.0,
+        train_seconds=0.1 * n,
+    )
+
+
+def _snapshot(state: str, records: list) -> Snapshot:
+    steps = [r for r in records if r["kind"] == "step"]
+    return Snapshot(
+        state=state,
+        run_id=1,
+        message=f"Run 1 {state}.",
+        records=list(records),
+        n_records=len(records),
+        config={"epochs": 1},
+        device="cpu",
+        latest_step=steps[-1] if steps else None,
+        latest_epoch=None,
+        best_test_accuracy=None,
+        eta_seconds=None,
+        checkpoint=None,
+    )
+
+
+def _points(plot) -> int:
+    """How many data points a live chart's Vega-Lite spec carries."""
+    return len(json.loads(plot.plot)["data"]["values"])
+
+
+def test_the_charts_redraw_at_most_every_chart_seconds_and_the_status_every_poll(dashboard):
+    """A record every 0.25 s, a poll every 0.3 s: the status line follows each poll that saw
+    a new record; the three charts, which the browser rebuilds whole, follow at most every
+    CHART_SECONDS, and each send carries every record so far."""
+    clock, tab = FakeClock(), dashboard.train
+    tab.clock = clock
+    records: list = [
+        StartRecord(
+            kind="start", device="cpu", mode="fake", total_steps=100, steps_per_epoch=100, config={}
+        )
+    ]
+    tab.job = SimpleNamespace(snapshot=lambda: _snapshot("running", records))
+    seen, statuses, charts, began = None, 0, [], clock.now
+    for poll in range(1, 35):  # 10 seconds
+        clock.now = began + 0.3 * poll
+        while len(records) - 1 < (clock.now - began) / 0.25:
+            records.append(_step(len(records)))
+        view = tab.tick(seen)
+        seen = view.seen_key
+        statuses += view.status != gr.skip()
+        sent = [view.loss_plot, view.acc_plot, view.speed_plot]
+        assert all(p == gr.skip() for p in sent) or all(p != gr.skip() for p in sent)
+        if view.acc_plot != gr.skip():
+            charts.append(clock.now)
+            assert _points(view.loss_plot) == len(records) - 1, "every step so far"
+    assert statuses == 34, "every poll saw a new record"
+    gaps = [b - a for a, b in zip(charts, charts[1:], strict=False)]
+    assert min(gaps) >= max(CHART_SECONDS, 0.5) - 1e-9, "at most twice a second"
+    assert len(charts) >= 10 / (CHART_SECONDS + 0.3) - 1, "no slower than one per two polls"
+
+    # the records stop: the charts catch up once, then nothing is sent
+    clock.now += 1
+    view = tab.tick(seen)
+    if seen.charted != seen.n_records:  # the last poll's record was still to draw
+        assert _points(view.loss_plot) == len(records) - 1
+        seen = view.seen_key
+    clock.now += 1
+    assert all(u == gr.skip() for u in tab.tick(seen))
+
+
+def test_a_throttled_chart_catches_up_later_and_a_finished_run_is_drawn_at_once(dashboard):
+    clock, tab = FakeClock(), dashboard.train
+    tab.clock = clock
+    records: list = [
+        StartRecord(
+            kind="start", device="cpu", mode="fake", total_steps=3, steps_per_epoch=3, config={}
+        ),
+        _step(1),
+    ]
+    state = ["running"]
+    tab.job = SimpleNamespace(snapshot=lambda: _snapshot(state[0], records))
+    first = tab.tick(None)
+    assert _points(first.loss_plot) == 1
+    records.append(_step(2))
+    clock.now += CHART_SECONDS / 2
+    soon = tab.tick(first.seen_key)
+    assert soon.status != gr.skip() and soon.loss_plot == gr.skip(), "throttled"
+    clock.now += CHART_SECONDS / 4
+    assert all(u == gr.skip() for u in tab.tick(soon.seen_key)), "still within the interval"
+    clock.now += CHART_SECONDS / 4
+    later = tab.tick(soon.seen_key)
+    assert _points(later.loss_plot) == 2, "the missed point, once the interval passed"
+    assert later.status == gr.skip(), "a chart catching up leaves the status line alone"
+
+    # the run's last step and its test arrive; it finishes right after a chart was sent
+    records.append(_step(3))
+    clock.now += 0.01
+    throttled = tab.tick(later.seen_key)
+    assert throttled.loss_plot == gr.skip()
+    records.append(
+        EpochRecord(
+            kind="epoch",
+            epoch=1,
+            step=3,
+            epochs_done=1.0,
+            train_loss=0.3,
+            train_accuracy=91.0,
+            test_accuracy=97.5,
+            test_loss=0.1,
+            per_class_accuracy=[97.5] * 10,
+            confusion=[[0] * 10] * 10,
+            epoch_seconds=0.3,
+            eval_seconds=0.1,
+            train_seconds=0.3,
+        )
+    )
+    state[0] = "finished"
+    clock.now += 0.01
+    final = tab.tick(throttled.seen_key)
+    assert _points(final.loss_plot) == 3, "the whole run, at once"
+    accuracy = json.loads(final.acc_plot.plot)["data"]["values"]
+    assert {"epoch": 1.0, "accuracy": 97.5, "series": "test: all 10,000"} in accuracy
 
 
 def test_the_views_after_an_epoch_or_a_state_change_match_their_outputs(dashboard):
