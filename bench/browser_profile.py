@@ -2,9 +2,9 @@
 
 The app in this process, one headless Chromium tab on the Train tab, the default run started
 from it; after a 2 s warm-up the page is profiled for --seconds. Reports the page's busy
-time, the dashboard's redraws (status-line text changes) and busy milliseconds per redraw,
-then the functions with the most time of their own and a few known totals (Gradio's
-loading-status pass, Vega's plot evaluation, Svelte's flush).
+time, the dashboard's redraws (status-line text changes), the accuracy chart's redraws, busy
+milliseconds per redraw, then the functions with the most time of their own and a few known
+totals (Gradio's loading-status pass, Vega's plot evaluation, Svelte's flush).
 
     python bench/browser_profile.py [--seconds 8]
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import shutil
 import sys
 import tempfile
@@ -23,10 +24,42 @@ from _env import print_header
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+from dashboard_overhead import WATCH_CHART_JS  # noqa: E402
 from pages import CHROMIUM_ARGS, WATCH_TEXT_JS, open_app  # noqa: E402  (browser test helpers)
 from support import launch  # noqa: E402
 
+import mnist_demo  # noqa: E402
+
+# How many times each chart was rebuilt: vega-embed replaces a chart's <svg> on every update
+# (a resize re-renders inside the same one, so this counts updates received, not paints).
+WATCH_SVGS_JS = """(ids) => { window.__svgs = {}; for (const id of ids) { window.__svgs[id] = 0;
+  new MutationObserver((list) => { for (const m of list) for (const n of m.addedNodes)
+    if (n.nodeName === 'svg' || n.querySelector?.('svg')) window.__svgs[id] += 1; })
+  .observe(document.getElementById(id), {subtree: true, childList: true}); } }"""
+CHARTS = ["loss-plot", "acc-plot", "speed-plot"]
+
 TOTALS = ("update_loading_stati_state", "evaluate", "flush", "(garbage collector)")
+
+
+def cpu_seconds_of_children() -> float:
+    """CPU seconds used so far by this process's descendants (the browser's processes)."""
+    parents, times = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parents[pid], times[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    ours = {os.getpid()}
+    changed = True
+    while changed:
+        changed = False
+        for pid, parent in parents.items():
+            if parent in ours and pid not in ours:
+                ours.add(pid)
+                changed = True
+    return sum(times[pid] for pid in ours - {os.getpid()}) / os.sysconf("SC_CLK_TCK")
 
 
 def summarise(profile: dict) -> tuple[float, collections.Counter, collections.Counter]:
@@ -76,12 +109,18 @@ def main() -> None:
         )
         time.sleep(2)
         page.evaluate(WATCH_TEXT_JS, {"status": "#status"})
+        page.evaluate(WATCH_CHART_JS, "#acc-plot")
+        page.evaluate(WATCH_SVGS_JS, CHARTS)
         cdp.send("Profiler.start")
-        started = time.perf_counter()
+        started, browser_cpu, app_cpu = time.perf_counter(), cpu_seconds_of_children(), os.times()
         time.sleep(args.seconds)
         profile = cdp.send("Profiler.stop")["profile"]
         span = time.perf_counter() - started
+        browser_cpu = cpu_seconds_of_children() - browser_cpu
+        app_cpu = sum(os.times()[:2]) - sum(app_cpu[:2])
+        svgs = page.evaluate("window.__svgs")
         redraws = len(page.evaluate("window.__changes.status"))
+        chart_redraws = len(page.evaluate("window.__redraws"))
         running = app.dashboard.job.state.value == "running"
         app.dashboard.job.stop()
         app.dashboard.job.wait(60)
@@ -89,8 +128,12 @@ def main() -> None:
     app.close()
 
     busy, by_name, total = summarise(profile)
+    print(f"# code: {Path(mnist_demo.__file__).parent}, load average {os.getloadavg()[0]:.2f}")
     print(f"profiled {span:.1f} s, training the whole time: {running}")
     print(f"page busy {busy:.2f} s, {redraws} redraws ({redraws / span:.2f}/s)")
+    print(f"accuracy chart redraws: {chart_redraws} ({chart_redraws / span:.2f}/s)")
+    print(f"chart updates received: {svgs} ({sum(svgs.values()) / span:.2f}/s in all)")
+    print(f"CPU seconds: browser {browser_cpu:.2f}, app process (server + training) {app_cpu:.2f}")
     print(f"busy per redraw: {1000 * busy / max(redraws, 1):.0f} ms\n\nmost time of their own:")
     for name, micros in by_name.most_common(12):
         print(f"  {micros / 1000:7.0f} ms  {name}")

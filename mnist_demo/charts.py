@@ -130,11 +130,15 @@ def line_spec(
     color: str = "series",
     height: int = 220,
     empty: str = "",
+    tooltip: bool = True,
 ) -> dict[str, Any]:
     """A Vega-Lite chart of `frame` against epochs: one line per `color` value; a test series
     dashed; the full test as dots only (a line between two full tests was never measured).
 
     `empty` is the chart's text while there is no data, so a chart is never a blank box.
+    The browser compiles the whole spec on every update, so the spec holds no expressions:
+    dashes come from a scale and each layer carries its own rows, not a filter. `tooltip`
+    off spares the live charts the hover values' formatting.
     """
     values = frame.dropna(subset=[y]).to_dict("records")
     series = list(dict.fromkeys(row[color] for row in values))
@@ -142,7 +146,7 @@ def line_spec(
     scale: dict[str, Any] = (
         {"domain": series, "range": [_series_color(s) for s in series]} if palette else {}
     )
-    encoding = {
+    encoding: dict[str, Any] = {
         "x": {
             "field": "epoch",
             "type": "quantitative",
@@ -157,32 +161,40 @@ def line_spec(
             "scale": {"type": "log"} if log_y else {"zero": False},
             "axis": {"format": "~g" if log_y else ".4~r"},
         },
-        "tooltip": [
+    }
+    if tooltip:
+        encoding["tooltip"] = [
             {"field": color, "type": "nominal"},
             {"field": "epoch", "type": "quantitative", "format": ".3~f"},
             {"field": y, "type": "quantitative", "format": ".4~g"},
-        ],
-    }
-    dots = [s for s in series if s == TEST_ALL]
-    dashed = {
-        "condition": {"test": f"indexof(datum['{color}'], 'test') === 0", "value": [6, 3]},
-        "value": [1, 0],
+        ]
+    lines = [row for row in values if row[color] != TEST_ALL]
+    dots = [row for row in values if row[color] == TEST_ALL]
+    line_series = list(dict.fromkeys(row[color] for row in lines))
+    dashes = {
+        "field": color,
+        "type": "nominal",
+        "scale": {
+            "domain": line_series,
+            "range": [[6, 3] if s.startswith("test") else [1, 0] for s in line_series],
+        },
+        "legend": None,
     }
     layers: list[dict[str, Any]] = [
         {
-            "transform": [{"filter": {"not": {"field": color, "oneOf": dots}}}] if dots else [],
+            "data": {"values": lines},
             "mark": {
                 "type": "line",
                 "point": {"filled": True, "strokeOpacity": 0} if len(values) < 40 else False,
                 "clip": True,
             },
-            "encoding": {**encoding, "strokeDash": dashed if palette else {"value": [1, 0]}},
+            "encoding": {**encoding, "strokeDash": dashes if palette else {"value": [1, 0]}},
         }
     ]
     if dots:
         layers.append(
             {
-                "transform": [{"filter": {"field": color, "oneOf": dots}}],
+                "data": {"values": dots},
                 "mark": {"type": "point", "filled": True, "size": 70, "strokeOpacity": 0},
                 "encoding": encoding,
             }
@@ -204,7 +216,6 @@ def line_spec(
         # (screen readers and the browser tests read them)
         "usermeta": {"embedOptions": {"renderer": "svg"}},
         "title": {"text": title, "subtitle": subtitle, "anchor": "start", "fontSize": 13},
-        "data": {"values": values},
         "height": height,
         "encoding": {"color": {"field": color, "type": "nominal", "scale": scale, "legend": legend}}
         if values

@@ -315,9 +315,14 @@ class TrainTab:
             title="Training loss (log scale)",
             y_title="loss",
             log_y=True,
+            tooltip=False,
         )
         accuracy = charts.line_spec(
-            charts.accuracy_frame(records), "accuracy", title="Accuracy (%)", y_title="%"
+            charts.accuracy_frame(records),
+            "accuracy",
+            title="Accuracy (%)",
+            y_title="%",
+            tooltip=False,
         )
         speed = charts.line_spec(
             charts.speed_frame(records).assign(series="images/s"),
@@ -325,6 +330,7 @@ class TrainTab:
             title="Throughput (images/s)",
             y_title="images/s",
             height=160,
+            tooltip=False,
         )
         return LiveCharts(vega(loss), vega(accuracy), vega(speed))
 

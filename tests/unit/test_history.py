@@ -329,11 +329,19 @@ def test_the_live_charts_are_vega_lite_with_a_log_loss_axis_and_dots_for_the_ful
     run = [{**start, "test_accuracy": 9.8}, probe(0, 0.0, 10.2), rest[0], rest[1]]
     loss = charts.line_spec(charts.loss_frame(run), "loss", title="t", y_title="loss", log_y=True)
     assert loss["layer"][0]["encoding"]["y"]["scale"] == {"type": "log"}
-    assert [v["loss"] for v in loss["data"]["values"]] == [0.3], "real loss values, not log10"
+    (loss_line,) = loss["layer"]
+    assert [v["loss"] for v in loss_line["data"]["values"]] == [0.3], "real loss values, not log10"
     acc = charts.line_spec(charts.accuracy_frame(run), "accuracy", title="t", y_title="%")
     line, dots = acc["layer"]
     assert line["mark"]["type"] == "line" and dots["mark"]["type"] == "point"
-    assert dots["transform"] == [{"filter": {"field": "series", "oneOf": [charts.TEST_ALL]}}]
+    assert {v["series"] for v in dots["data"]["values"]} == {charts.TEST_ALL}, "dots: full tests"
+    assert charts.TEST_ALL not in {v["series"] for v in line["data"]["values"]}
+    dashes = line["encoding"]["strokeDash"]["scale"]  # the sample dashed, train solid
+    assert dict(zip(dashes["domain"], dashes["range"], strict=True)) == {
+        "train": [1, 0],
+        "test: 500-image sample": [6, 3],
+    }
+    assert "transform" not in line and "condition" not in json.dumps(acc), "no expressions"
     colors = acc["encoding"]["color"]["scale"]  # shared by the layers
     train, sample, full = colors["range"]  # the test series: one colour, dashes vs dots
     assert train != sample == full
