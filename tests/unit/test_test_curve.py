@@ -73,3 +73,37 @@ def test_probing_changes_nothing_in_the_training(tiny_mnist, make_config):
 def test_probe_images_is_validated(make_config):
     with pytest.raises(training.ConfigError, match="probe_images"):
         make_config(probe_images=-1)
+
+
+def test_a_probe_runs_on_one_cpu_thread_and_training_keeps_its_threads(
+    tiny_mnist, make_config, monkeypatch
+):
+    """A few hundred images gain nothing from a second thread, which only waits at each op's
+    barrier (bench/probe_threads.py); the training steps keep the configured threads."""
+    threads_seen: list[tuple[int, int]] = []  # (images tested, threads while testing)
+    real_test_pass = training.test_pass
+
+    def spy(model, split, *args, **kwargs):
+        threads_seen.append((len(split), torch.get_num_threads()))
+        return real_test_pass(model, split, *args, **kwargs)
+
+    monkeypatch.setattr(training, "test_pass", spy)
+    before = torch.get_num_threads()
+    try:
+        train(make_config(epochs=1, probe_images=100, threads=2))
+        assert torch.get_num_threads() == 2, "the run's own setting, restored after each probe"
+    finally:
+        torch.set_num_threads(before)
+    probes = [threads for images, threads in threads_seen if images == 100]
+    full = [threads for images, threads in threads_seen if images != 100]
+    assert probes and set(probes) == {1}
+    assert full and set(full) == {2}, "the full test keeps both threads"
+
+
+def test_one_cpu_thread_leaves_other_devices_alone():
+    before = torch.get_num_threads()
+    with training._one_cpu_thread(torch.device("cuda")):
+        assert torch.get_num_threads() == before
+    with training._one_cpu_thread(torch.device("cpu")):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
