@@ -2,9 +2,10 @@
 
 The app in this process, one headless Chromium tab on the Train tab, the default run started
 from it; after a 2 s warm-up the page is profiled for --seconds. Reports the page's busy
-time, the dashboard's redraws (status-line text changes), the accuracy chart's redraws, busy
-milliseconds per redraw, then the functions with the most time of their own and a few known
-totals (Gradio's loading-status pass, Vega's plot evaluation, Svelte's flush).
+time and the browser's CPU seconds, the dashboard's redraws (status-line text changes), the
+live charts the server sent, busy milliseconds per redraw, then the functions with the most
+time of their own and a few known totals (Gradio's loading-status pass, Vega's plot
+evaluation, Svelte's flush).
 
     python bench/browser_profile.py [--seconds 8]
 """
@@ -24,7 +25,6 @@ from _env import print_header
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
-from dashboard_overhead import WATCH_CHART_JS  # noqa: E402
 from pages import CHROMIUM_ARGS, WATCH_TEXT_JS, open_app  # noqa: E402  (browser test helpers)
 from support import launch  # noqa: E402
 
@@ -96,6 +96,11 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     app = launch(Path(tempfile.mkdtemp(prefix="bench-runs-")))
+    sends = []  # when the server built the live charts for the tab (each build is sent)
+    build_charts = app.dashboard.train.live_charts
+    app.dashboard.train.live_charts = lambda records: (
+        sends.append(time.perf_counter()) or (build_charts(records))
+    )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         page = open_app(browser, app.url)
@@ -109,7 +114,6 @@ def main() -> None:
         )
         time.sleep(2)
         page.evaluate(WATCH_TEXT_JS, {"status": "#status"})
-        page.evaluate(WATCH_CHART_JS, "#acc-plot")
         page.evaluate(WATCH_SVGS_JS, CHARTS)
         cdp.send("Profiler.start")
         started, browser_cpu, app_cpu = time.perf_counter(), cpu_seconds_of_children(), os.times()
@@ -119,8 +123,8 @@ def main() -> None:
         browser_cpu = cpu_seconds_of_children() - browser_cpu
         app_cpu = sum(os.times()[:2]) - sum(app_cpu[:2])
         svgs = page.evaluate("window.__svgs")
+        sent = sum(started <= t <= started + span for t in sends)
         redraws = len(page.evaluate("window.__changes.status"))
-        chart_redraws = len(page.evaluate("window.__redraws"))
         running = app.dashboard.job.state.value == "running"
         app.dashboard.job.stop()
         app.dashboard.job.wait(60)
@@ -131,8 +135,8 @@ def main() -> None:
     print(f"# code: {Path(mnist_demo.__file__).parent}, load average {os.getloadavg()[0]:.2f}")
     print(f"profiled {span:.1f} s, training the whole time: {running}")
     print(f"page busy {busy:.2f} s, {redraws} redraws ({redraws / span:.2f}/s)")
-    print(f"accuracy chart redraws: {chart_redraws} ({chart_redraws / span:.2f}/s)")
-    print(f"chart updates received: {svgs} ({sum(svgs.values()) / span:.2f}/s in all)")
+    print(f"live charts sent (all three each time): {sent} ({sent / span:.2f}/s)")
+    print(f"<svg> elements added per chart: {svgs}")
     print(f"CPU seconds: browser {browser_cpu:.2f}, app process (server + training) {app_cpu:.2f}")
     print(f"busy per redraw: {1000 * busy / max(redraws, 1):.0f} ms\n\nmost time of their own:")
     for name, micros in by_name.most_common(12):
