@@ -217,7 +217,7 @@ def test_a_finished_run_lands_in_the_history_with_its_exports(make_explorer):
     )
     view = explorer.history_view()
     assert list(view.history_table.value["data"][0])[:1] == [snap.run_id]
-    assert len(spec(view.history_plot)["data"]["values"]) >= 8, "the run's in-epoch test curve"
+    assert len(rows(spec(view.history_plot))) >= 8, "the run's in-epoch test curve"
     csv = Path(snap.exports["csv"]).read_text().splitlines()
     assert csv[0].startswith("kind,epoch,epochs_done,step") and len(csv) > 3
     assert Path(snap.exports["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -235,6 +235,11 @@ def test_a_finished_run_lands_in_the_history_with_its_exports(make_explorer):
     (job.runs_dir / f"{stem}.csv").unlink()  # deleted by hand: its button goes, not a 404
     assert [b.visible for b in explorer.run_downloads(snap.run_id)] == [True, False, True]
     assert not any(b.visible for b in explorer.run_downloads(999))
+
+
+def rows(spec: dict) -> list[dict]:
+    """A Vega-Lite chart's data: each layer carries its own rows (charts.line_spec)."""
+    return [row for layer in spec["layer"] for row in layer.get("data", {}).get("values", [])]
 
 
 def spec(plot) -> dict:
@@ -319,11 +324,11 @@ def test_compare_runs_draws_every_run_length_with_the_epochs_it_made(make_explor
     epochs_column = [row[table["headers"].index("epochs")] for row in table["data"]]
     assert epochs_column == ["2.37 of 20", "1 of 1", "0.25 of 0.25"], "newest first, x of y"
     accuracy, loss = spec(view.history_plot), spec(view.history_loss_plot)
-    by_run = pd.DataFrame(accuracy["data"]["values"]).groupby("run")["epoch"].agg(["size", "max"])
+    by_run = pd.DataFrame(rows(accuracy)).groupby("run")["epoch"].agg(["size", "max"])
     assert by_run["size"].tolist() == [8, 8, 8], "every run its own line of real points"
     assert by_run["max"].tolist() == [0.25, 1.0, 2.37]
     assert loss["layer"][0]["encoding"]["y"]["scale"] == {"type": "log"}
-    losses = [v["loss"] for v in loss["data"]["values"]]
+    losses = [v["loss"] for v in rows(loss)]
     assert max(losses) == pytest.approx(0.5 / (1 + 4 * 0.25 / 8), abs=1e-5), "loss, not log10"
     assert accuracy["layer"][0]["encoding"]["x"]["axis"]["format"] == "~g", "1, not 1.000000"
     assert [label for label, _ in view.run_pick.choices] == [
