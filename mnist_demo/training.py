@@ -863,9 +863,9 @@ def train(
 @contextlib.contextmanager
 def _one_cpu_thread(device: torch.device):
     """Run the block on one CPU thread: a sample's test pass (a few hundred images) gains
-    nothing from a second thread, which only waits at each op's barrier. On our 2-core CPU a
-    180-image pass took 23-39 ms (median) on one thread against 218-296 ms on two while other
-    processes ran, and 13-16 against 95-97 ms of CPU (bench/probe_threads.py)."""
+    nothing from a second thread, which only waits (spinning) at each op's barrier. On our
+    loaded 2-core CPU a 180-image pass took a median 31-52 ms on one thread against 218-296 ms
+    on two, and 13-20 against 88-97 ms of CPU (bench/probe_threads.py)."""
     if device.type != "cpu":
         yield
         return

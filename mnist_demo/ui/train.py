@@ -104,7 +104,7 @@ CONTROLS = (*PresetView._fields[1:], "device")  # Start's inputs after the prese
 
 # The live charts' fastest redraw in a tab, in seconds. The browser rebuilds a Vega chart
 # from its spec on every update (tens of ms of its CPU each, on the cores training uses);
-# at every 0.3 s poll three charts took a loaded 2-core machine's page ~96% busy
+# at every 0.3 s poll, three charts kept the page 85-96% busy on our loaded 2-core machine
 # (bench/browser_profile.py). The status line still follows each poll.
 CHART_SECONDS = 0.5
 
