@@ -286,12 +286,11 @@ class TrainTab:
         if seen == key:
             return skip_all(TickView)
         plots = self.live_charts(records) if charts_moved else skip_all(LiveCharts)
-        # a throttled chart catching up changes no other field: the status line stays
-        status_moved = (
-            seen is None or seen._replace(charted=key.charted, charted_at=key.charted_at) != key
-        )
+        # The status goes with every update, even when only a chart caught up: skipping it
+        # there left the loss and accuracy charts painted blank in headless Chromium
+        # (drawn, but covered) at a run's end, three runs out of three.
         return TickView(
-            status=status_markdown(snap) if status_moved else gr.skip(),
+            status=status_markdown(snap),
             **plots._asdict(),
             draw_timer=wake_rescoring(seen, key, active) if drawing is not None else gr.skip(),
             # its change runs epoch_views (idle: the Draw model's figure)
