@@ -64,11 +64,12 @@ class PixelBudget:
 # drawing is 280x280, a phone screenshot ~2.6 MP) have their own budget, so a drawing never
 # waits behind large uploads. A large image (up to sketch.MAX_PIXELS, 40 MP: ~300 MB and 3.5 s
 # of one core to decode as RGBA) decodes one at a time, keeping a core for everyone else, and
-# one that finds the budget taken is refused within a second ("busy, try again") instead of
-# queueing: 40 such uploads at once had kept the Draw tab's reads waiting (BENCHMARKS.md).
+# one that finds the budget taken is refused at once ("busy, try again") instead of holding
+# one of the event's few slots while it waits: 40 such uploads at once took 144 s to answer,
+# and a waiting one kept every other /predict_file caller queued behind it (BENCHMARKS.md).
 SMALL_IMAGE_PIXELS = 4_000_000
 SMALL_DECODES = PixelBudget(8 * SMALL_IMAGE_PIXELS * 4, wait=10.0)
-LARGE_DECODES = PixelBudget(40_000_000 * 4, wait=1.0)
+LARGE_DECODES = PixelBudget(40_000_000 * 4, wait=0.0)
 
 
 def decode_budget(pixels: int) -> PixelBudget:

@@ -229,5 +229,5 @@ def test_a_drawing_is_read_at_once_while_a_large_image_decodes_and_a_second_larg
         with pytest.raises(sketch.SketchError, match="busy"):
             sketch.to_mnist(large)
         waited = time.monotonic() - began
-    assert waited < limits.LARGE_DECODES.wait + 5  # refused after a second, not queued
+    assert waited < 5  # refused at once, not queued
     assert sketch.to_mnist(large) is not None  # once the first is done, it is read
