@@ -178,9 +178,11 @@ class TrainingJob:
             # never a number a file already has (one may have appeared since start-up)
             self._run_id = max(self._run_id, caps.largest_run_id(self.runs_dir)) + 1
             self._state = State.RUNNING
+            control = Control()
+            control.give_way = caps.GiveWay(self.in_flight, self.limits.give_way_share)
             run = self._run = _Run(
                 config=config,
-                control=Control(give_way=caps.GiveWay(self.in_flight, self.limits.give_way_share)),
+                control=control,
                 files=RunFiles.of(self.runs_dir, self._run_id, config.model),
                 started_at=time.monotonic(),
                 previous_weights=self.predictor.weights() if self.predictor else None,
