@@ -160,12 +160,15 @@ def main() -> None:
         many = [("files", (f"f{i}.png", five, "image/png")) for i in range(20)]
         multi = http.post("gradio_api/upload", files=many).status_code
         single: dict[int, int] = {}
-        for _ in range(args.uploads):
-            code = http.post("gradio_api/upload", files=[many[0]]).status_code
+        for i in range(args.uploads):  # each a different file: Gradio stores equal bytes once
+            distinct = five[:-8] + i.to_bytes(8, "big")
+            code = http.post(
+                "gradio_api/upload", files=[("files", (f"u{i}.png", distinct, "image/png"))]
+            ).status_code
             single[code] = single.get(code, 0) + 1
             if code != 200:
                 break
-        report("20 x 5 MB in one upload; then single 5 MB uploads", f"{multi}; {single}")
+        report("20 x 5 MB in one upload; then distinct single 5 MB uploads", f"{multi}; {single}")
 
         time.sleep(55)  # the session idle time (20 s) plus a sweep (every 30 s)
         report("after 55 s idle (sessions swept)")

@@ -14,6 +14,7 @@ run live_insight bench/live_insight.py --draws 15 --epochs 3
 run predict_latency bench/predict_latency.py --reps 300 --files 10000
 run robustness bench/robustness_set.py --n 2000 --seed 0
 run load_test bench/load_test.py
+run load_test_no_give_way bench/load_test.py --no-give-way
 run load_test_http bench/load_test.py --http
 run api_cost bench/api_cost.py
 run load_test_http_1thread bench/load_test.py --http --train-threads 1

@@ -57,6 +57,8 @@ class BodyLimit:
         if length is not None:  # the server stops reading at the length declared
             if not length.isdigit() or int(length) > limit:
                 return await _refuse(send, 413, _too_large(limit))
+            if upload and self.cache is not None:
+                self.cache.add(int(length))
             return await self.app(scope, receive, send)
         # Chunked, no length: read up to the limit here, then hand the app what was read.
         # (An error raised inside the app's receive would reach the client as a 400.)
@@ -71,6 +73,8 @@ class BodyLimit:
                 return await _refuse(send, 413, _too_large(limit))
             if not message.get("more_body", False):
                 break
+        if upload and self.cache is not None:
+            self.cache.add(received)
         replay = iter(messages)
 
         async def replayed() -> dict:
@@ -94,7 +98,8 @@ async def _refuse(send: Callable, status: int, text: str) -> None:
 
 
 class CacheMeter:
-    """The size of a folder tree, re-measured at most once a second (uploads are bursty)."""
+    """The size of a folder tree, re-measured at most once a second (uploads are bursty),
+    plus the uploads admitted since: a burst cannot overshoot the limit by a second's worth."""
 
     def __init__(self, folder: Path, limit: int, every: float = 1.0) -> None:
         self.folder, self.limit, self.every = folder, limit, every
@@ -107,6 +112,11 @@ class CacheMeter:
             if now - self._measured_at >= self.every:
                 self._size, self._measured_at = folder_bytes(self.folder), now
             return self._size
+
+    def add(self, nbytes: int) -> None:
+        """Count an upload just admitted until the next measurement sees it on disk."""
+        with self._lock:
+            self._size += nbytes
 
     def full(self) -> bool:
         return self.size() >= self.limit

@@ -76,6 +76,9 @@ class JobLimits:
     train_memory: int = 0  # bytes one training step may use (caps the batch size); 0 = no cap
     keep_newest: int = 0  # runs whose files the runs folder keeps (0 = all)...
     keep_best: int = 3  # ...plus the best this many by test accuracy
+    # a CPU run pauses while visitors' requests are served, keeping at least this share of
+    # its speed alone (limits.GiveWay); 1 = never pauses
+    give_way_share: float = 0.25
 
 
 @dataclass
@@ -147,6 +150,8 @@ class TrainingJob:
         self._n_history = len(self.history.runs())
         self._message = "Ready. Press Start to train."
         self._thread: threading.Thread | None = None
+        # Visitors' requests being served (the UI counts them): a CPU run gives way to them
+        self.in_flight = caps.InFlight()
 
     # --- commands (any thread) ----------------------------------------------------------------
 
@@ -173,9 +178,11 @@ class TrainingJob:
             # never a number a file already has (one may have appeared since start-up)
             self._run_id = max(self._run_id, caps.largest_run_id(self.runs_dir)) + 1
             self._state = State.RUNNING
+            control = Control()
+            control.give_way = caps.GiveWay(self.in_flight, self.limits.give_way_share)
             run = self._run = _Run(
                 config=config,
-                control=Control(),
+                control=control,
                 files=RunFiles.of(self.runs_dir, self._run_id, config.model),
                 started_at=time.monotonic(),
                 previous_weights=self.predictor.weights() if self.predictor else None,

@@ -8,9 +8,11 @@ finished runs the runs folder keeps. guards.py applies the web-side caps.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,9 +60,21 @@ class PixelBudget:
                 self._cond.notify_all()
 
 
-# One per process: the memory it guards is the process's. Two 40-megapixel RGBA images
-# (~600 MB) decode at once; anything more waits, then is refused.
-DECODE_BUDGET = PixelBudget(2 * 40_000_000 * 4)
+# One pair per process: the memory and cores they guard are the process's. Small images (a
+# drawing is 280x280, a phone screenshot ~2.6 MP) have their own budget, so a drawing never
+# waits behind large uploads. A large image (up to sketch.MAX_PIXELS, 40 MP: ~300 MB and 3.5 s
+# of one core to decode as RGBA) decodes one at a time, keeping a core for everyone else, and
+# one that finds the budget taken is refused at once ("busy, try again") instead of holding
+# one of the event's few slots while it waits: 40 such uploads at once took 144 s to answer,
+# and a waiting one kept every other /predict_file caller queued behind it (BENCHMARKS.md).
+SMALL_IMAGE_PIXELS = 4_000_000
+SMALL_DECODES = PixelBudget(8 * SMALL_IMAGE_PIXELS * 4, wait=10.0)
+LARGE_DECODES = PixelBudget(40_000_000 * 4, wait=0.0)
+
+
+def decode_budget(pixels: int) -> PixelBudget:
+    """The budget an image of `pixels` decodes within."""
+    return SMALL_DECODES if pixels <= SMALL_IMAGE_PIXELS else LARGE_DECODES
 
 
 class FineTuneGate:
@@ -101,6 +115,85 @@ class FineTuneGate:
         finally:
             with self._count_lock:
                 self._admitted -= 1
+
+
+# --- training gives way to visitors -------------------------------------------------------------
+
+
+class InFlight:
+    """How many visitors' requests are being served right now (the UI counts them in)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._cond = threading.Condition()
+
+    @property
+    def count(self) -> int:
+        with self._cond:
+            return self._count
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """Count the block as a request in flight."""
+        with self._cond:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._count -= 1
+                if not self._count:
+                    self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no request is in flight or `timeout` seconds pass; True if idle."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._count, timeout)
+
+
+class GiveWay:
+    """Called by the training loop after each CPU step: pause while requests are in flight,
+    bounded so that training keeps at least `share` of its speed alone.
+
+    Each step earns `fastest / share - step` seconds of pause, `fastest` being the quickest
+    step seen (the unloaded pace): at 25% a 40 ms step may be followed by up to 120 ms of
+    waiting, less when load already slowed the step itself. Unused credit is kept up to
+    `max_credit` seconds, so a short burst of requests gets the cores at once; a debt (steps
+    slowed by the load) is forgotten beyond `max_credit` too.
+    """
+
+    def __init__(
+        self,
+        in_flight: InFlight,
+        share: float = 0.25,
+        max_credit: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        self.in_flight, self.share, self.max_credit, self.clock = (
+            in_flight,
+            share,
+            max_credit,
+            clock,
+        )
+        self.fastest = math.inf
+        self.credit = 0.0  # seconds of pause earned and not yet taken
+        self.paused = 0.0  # seconds paused in all, for benchmarks and logs
+
+    def __call__(self, step_seconds: float) -> float:
+        """Pause while requests are in flight, within the credit; the seconds paused."""
+        self.fastest = min(self.fastest, step_seconds)
+        earned = self.fastest / self.share - step_seconds
+        self.credit = max(-self.max_credit, min(self.max_credit, self.credit + earned))
+        if self.credit <= 0 or not self.in_flight.count:
+            return 0.0
+        began = self.clock()
+        self.in_flight.wait_idle(self.credit)
+        paused = max(0.0, self.clock() - began)
+        self.credit -= paused
+        self.paused += paused
+        return paused
 
 
 # --- training memory ----------------------------------------------------------------------------

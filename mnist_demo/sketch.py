@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 import numpy as np
 from PIL import Image
 
-from .limits import DECODE_BUDGET, Busy
+from .limits import Busy, decode_budget
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +144,12 @@ def _as_array(obj: Any) -> tuple[np.ndarray, float]:
         source = io.BytesIO(obj) if isinstance(obj, bytes) else obj
         try:
             with Image.open(source) as im:  # the header only: the size and bands it will take
-                units = im.size[0] * im.size[1] * len(im.getbands())
+                pixels = im.size[0] * im.size[1]
+                units = pixels * len(im.getbands())
         except Exception:  # unreadable: _open_file says why, within no budget
-            units = 0
+            pixels = units = 0
         try:
-            with DECODE_BUDGET.hold(units):
+            with decode_budget(pixels).hold(units):
                 return _decoded(obj)
         except Busy:
             raise SketchError(

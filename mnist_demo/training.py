@@ -247,10 +247,13 @@ def device_label(device: torch.device) -> str:
 class Control:
     """Cooperative pause / resume / stop, checked by the loop between steps."""
 
-    def __init__(self) -> None:
+    def __init__(self, give_way: Callable[[float], float] | None = None) -> None:
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
+        # After each CPU step, with the step's seconds: may pause for visitors' requests
+        # (limits.GiveWay); the pause counts as training time, so the charts show the cost.
+        self.give_way = give_way
 
     def pause(self) -> None:
         self._running.clear()
@@ -935,7 +938,10 @@ def _train_epoch(
         if control.stopped:
             break
         _set_lr(step_fn.optimizer, lr_at(config, result.steps, plan.total_steps))
+        began = time.perf_counter()
         step_fn(perm[i * plan.batch_size : (i + 1) * plan.batch_size])
+        if control.give_way is not None and device.type == "cpu":  # a GPU step is only queued
+            control.give_way(time.perf_counter() - began)
         result.steps += 1
         window_images += plan.batch_size
         waited = time.perf_counter() - window_start

@@ -76,7 +76,8 @@ class Api:
         visitor-facing server more per call than the network itself does.
         """
         try:
-            prediction = self.predictor.predict(api_image(image))
+            with self.job.in_flight.serving():  # a CPU training run waits a moment for it
+                prediction = self.predictor.predict(api_image(image))
         except SketchError as err:
             raise gr.Error(str(err)) from None
         version = prediction.version

@@ -179,7 +179,8 @@ class DrawTab:
         if image is None:
             return None, weights, None
         try:
-            return weights.predict(image), weights, None
+            with self.job.in_flight.serving():  # a CPU training run waits a moment for it
+                return weights.predict(image), weights, None
         except SketchError as err:
             return None, weights, f"⚠️ {err}"
 
@@ -235,7 +236,8 @@ class DrawTab:
         """The answer's explanation, by the same weights snapshot that answered."""
         if prediction is None or prediction.label is None:
             return answer
-        why = self.explorer.explain_with(weights, prediction.image)
+        with self.job.in_flight.serving():
+            why = self.explorer.explain_with(weights, prediction.image)
         fresh = {  # updates, so that each image is encoded as its component says (PNG)
             name: gr.update(value=getattr(why, name), elem_classes=[])
             for name in ("saliency", "maps1", "maps2")

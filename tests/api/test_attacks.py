@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import io
 import os
+import threading
 import time
 import uuid
 
 import httpx
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from support import TRAINING_ARGS, draw_digit_png, launch
 from test_abuse import OFF, Raw
 
@@ -28,6 +29,7 @@ pytestmark = [
 ]
 
 BOUND = 60.0
+FILE = {"_type": "gradio.FileData"}
 TOKEN = "space-token"
 SPACE = {
     "SPACE_ID": "someone/mnist-demo",
@@ -171,6 +173,37 @@ def test_uploads_are_refused_while_the_cache_is_over_its_bound(space, tmp_path):
     assert space.demo.delete_cache is not None  # Gradio deletes old uploads on a schedule
 
 
+def test_distinct_uploads_are_refused_with_507_once_the_cache_reaches_its_cap(tmp_path):
+    """Each upload a different file (Gradio stores identical bytes once): the cap is reached,
+    the refusal says why, and the cache folder stays within the cap plus one file."""
+    cache, cap, file_size = tmp_path / "gradio-cache", 3 << 20, 900 * 1024
+    env = {**SPACE, "MNIST_DEMO_RUNS_DIR": str(tmp_path / "runs"), "MNIST_DEMO_CACHE_SIZE": "3mb"}
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)  # read once, when the app is launched
+    try:
+        app = launch(tmp_path / "runs", from_env(env))
+    finally:
+        if before is None:
+            del os.environ["GRADIO_TEMP_DIR"]
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = before
+    statuses, sizes = [], []
+    try:
+        with httpx.Client(base_url=app.url, timeout=BOUND) as http:
+            for i in range(20):  # 18 MB offered to a 3 MB cache
+                files = {"files": (f"f{i}.png", os.urandom(file_size), "image/png")}
+                response = http.post("gradio_api/upload", files=files)
+                statuses.append(response.status_code)
+                sizes.append(guards.folder_bytes(cache))
+                if response.status_code == 507:
+                    assert "upload cache is full" in response.text
+    finally:
+        app.close()
+    assert statuses[0] == 200 and statuses[-1] == 507, statuses
+    assert statuses.count(200) >= cap // file_size  # the cap, not a lower one, refused
+    assert max(sizes) <= cap + file_size, sizes
+
+
 # --- sessions and the queue ---------------------------------------------------------------------
 
 
@@ -236,3 +269,72 @@ def with_session(raw: Raw, api_name: str, data: list, session: str) -> dict:
             if line.startswith("data:") and '"process_completed"' in line:
                 return httpx.Response(200, content=line[5:]).json()
     raise AssertionError(f"{api_name} never completed")
+
+
+# --- huge images and the Draw tab ---------------------------------------------------------------
+
+# seconds: "a few" on a shared 2-core machine; measured 1.5-6.6 s at load average 9-12 (other
+# agents' jobs). Before, a drawing could wait the old budget's full 10 s and then be refused.
+DRAWING_WAIT = 10.0
+
+
+@pytest.fixture(scope="module")
+def huge_png(tmp_path_factory) -> bytes:
+    """A 131-160 KB PNG that decodes to 40 megapixels of RGBA (~160 MB): the attack's image."""
+    side = 6324  # 39.99 MP: just under the 40 MP cap, so two of them filled the old budget
+    image = Image.new("RGBA", (side, side), (255, 255, 255, 255))
+    ImageDraw.Draw(image).line([(side // 2, side // 5), (side // 2, 4 * side // 5)], "black", 300)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=9)
+    return buffer.getvalue()
+
+
+def test_a_drawing_is_answered_within_seconds_while_huge_uploads_hammer_the_server(
+    space, raw, huge_png, tmp_path
+):
+    """Six clients send 40-megapixel PNGs to /predict_file over and over (its 4 slots busy,
+    2 more waiting: the rest of this test Space's queue of 4 is left for the drawings);
+    meanwhile a visitor draws. Each drawing is read (not "busy") within DRAWING_WAIT
+    seconds, and the large images beyond one at a time are refused quickly, not queued."""
+    assert len(huge_png) < 1024 * 1024  # under the Space's file cap: it reaches the decoder
+    stop = threading.Event()
+    answers: list[tuple[float, str]] = []
+
+    def attacker() -> None:
+        client = Raw(space.url)
+        files = {"files": ("huge.png", huge_png, "image/png")}
+        path = client.http.post("gradio_api/upload", files=files).json()[0]
+        while not stop.is_set():
+            began = time.monotonic()
+            _, text = client.call("predict_file", [{"path": path, "meta": FILE}])
+            answers.append((time.monotonic() - began, "busy" if "busy" in text else "read"))
+        client.http.close()
+
+    attackers = [threading.Thread(target=attacker) for _ in range(6)]
+    for thread in attackers:
+        thread.start()
+    url = data_url(Image.open(draw_digit_png(tmp_path / "one.png", "1", size=280)))
+    waits, texts = [], []
+    try:
+        deadline = time.monotonic() + BOUND
+        while len(answers) < 4 and time.monotonic() < deadline:  # the attack is under way
+            time.sleep(0.1)  # polling a list other threads fill
+        for _ in range(8):
+            began = time.monotonic()
+            message, text = raw.call("read_drawing", [url, None, None])
+            waits.append(time.monotonic() - began)
+            texts.append(text)
+            assert message["success"], text
+    finally:
+        stop.set()
+        for thread in attackers:
+            thread.join(3 * BOUND)
+    refused = [seconds for seconds, what in answers if what == "busy"]
+    print(
+        f"drawing waits {sorted(round(w, 2) for w in waits)}; attackers' answers: "
+        f"{len(answers) - len(refused)} read, {len(refused)} busy, "
+        f"max {max(s for s, _ in answers):.1f} s"
+    )
+    assert not any("busy" in text for text in texts)
+    assert max(waits) < DRAWING_WAIT, waits
+    assert refused and max(refused) < DRAWING_WAIT, answers  # refused at once, not queued

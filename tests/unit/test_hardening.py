@@ -974,3 +974,23 @@ def test_the_dashboard_wakes_the_draw_timer_only_on_transitions(before, now, wak
     seen = None if before is None else key(before)
     update = wake_rescoring(seen, key(now), now[0] == "running")
     assert timer_update(update) is wake
+
+
+def test_visitors_readings_count_as_requests_in_flight_for_the_training_loop(
+    dashboard, monkeypatch
+):
+    """The job's training loop pauses while this count is above zero (limits.GiveWay)."""
+    from mnist_demo import predict
+
+    counted: list[int] = []
+    real = predict.Weights.predict
+
+    def spy(self, image):
+        counted.append(dashboard.job.in_flight.count)
+        return real(self, image)
+
+    monkeypatch.setattr(predict.Weights, "predict", spy)
+    url = drawing_url(digit_one(280))
+    dashboard.draw.read_drawing(url)
+    dashboard.api.predict_api(url)
+    assert counted == [1, 1] and dashboard.job.in_flight.count == 0

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import math
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw
 
-from mnist_demo import limits
+from mnist_demo import limits, sketch
 from mnist_demo.limits import Busy, FineTuneGate, PixelBudget
 
 BOUND = 60.0
@@ -106,3 +109,125 @@ def test_prune_runs_deletes_every_file_of_a_dropped_run_and_nothing_else(tmp_pat
     assert not any(name.startswith("run-3-") for name in left)
     assert limits.largest_run_id(tmp_path) == 9  # a half-written file's number counts too
     assert limits.prune_runs(tmp_path, accuracy, keep_newest=0, keep_best=0) == []  # 0: keep all
+
+
+# --- training gives way to visitors -------------------------------------------------------------
+
+
+class FakeLoad:
+    """InFlight's interface on a fake clock: requests in flight until `until` (fake seconds)."""
+
+    def __init__(self, until: float = math.inf) -> None:
+        self.now, self.until = 0.0, until
+        self.waits: list[float] = []
+
+    @property
+    def count(self) -> int:
+        return int(self.now < self.until)
+
+    def wait_idle(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        self.now = min(self.now + timeout, max(self.now, self.until))
+        return not self.count
+
+    def step(self, give_way: limits.GiveWay, seconds: float) -> float:
+        """A training step of `seconds`, then the loop's call."""
+        self.now += seconds
+        return give_way(seconds)
+
+
+def test_training_does_not_pause_when_no_request_is_in_flight():
+    load = FakeLoad(until=0.0)
+    give_way = limits.GiveWay(load, share=0.25, clock=lambda: load.now)
+    assert [load.step(give_way, 0.04) for _ in range(50)] == [0.0] * 50
+    assert load.waits == []
+
+
+def test_under_endless_requests_training_keeps_its_share_of_its_speed_alone():
+    load = FakeLoad()  # requests in flight for ever
+    give_way = limits.GiveWay(load, share=0.25, clock=lambda: load.now)
+    steps = 400
+    for _ in range(steps):
+        load.step(give_way, 0.04)
+    kept = steps * 0.04 / load.now  # speed now / speed alone
+    assert 0.25 <= kept < 0.26  # it does give way, and no more than the bound allows
+    assert max(load.waits) <= give_way.max_credit  # never one long pause
+
+
+def test_steps_already_slowed_by_the_load_earn_less_pause():
+    load = FakeLoad()
+    give_way = limits.GiveWay(load, share=0.25, clock=lambda: load.now)
+    load.step(give_way, 0.04)  # the pace alone
+    start = load.now
+    for _ in range(200):
+        load.step(give_way, 0.08)  # the load halved the step's speed: only 0.08 s more each
+    assert 200 * 0.04 / (load.now - start) == pytest.approx(0.25, rel=0.02)
+    for _ in range(200):
+        load.step(give_way, 0.2)  # slower than 4x: no pause at all
+    assert load.waits[-1] > 0 and give_way.credit < 0
+    waits = len(load.waits)
+    load.step(give_way, 0.2)
+    assert len(load.waits) == waits  # in debt: went on at once
+
+
+def test_training_resumes_as_soon_as_the_requests_are_served():
+    load = FakeLoad(until=0.05)  # one request, served 10 ms after the step ends
+    give_way = limits.GiveWay(load, share=0.25, clock=lambda: load.now)
+    paused = load.step(give_way, 0.04)
+    assert paused == pytest.approx(0.01)
+    assert load.step(give_way, 0.04) == 0.0
+
+
+def test_in_flight_counts_requests_and_wakes_a_waiter_when_the_last_one_leaves():
+    in_flight = limits.InFlight()
+    entered, leave, woke = threading.Event(), threading.Event(), threading.Event()
+
+    def request() -> None:
+        with in_flight.serving():
+            entered.set()
+            leave.wait(BOUND)
+
+    def training() -> None:
+        if in_flight.wait_idle(BOUND):
+            woke.set()
+
+    server = threading.Thread(target=request)
+    server.start()
+    assert entered.wait(BOUND) and in_flight.count == 1
+    assert not in_flight.wait_idle(0.0)
+    waiter = threading.Thread(target=training)
+    waiter.start()
+    assert not woke.is_set()
+    leave.set()
+    waiter.join(BOUND)
+    server.join(BOUND)
+    assert woke.is_set() and in_flight.count == 0
+
+
+def test_give_way_refuses_a_share_outside_zero_to_one():
+    with pytest.raises(ValueError, match="share"):
+        limits.GiveWay(limits.InFlight(), share=0)
+
+
+# --- drawings never wait behind large images ----------------------------------------------------
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    image = Image.new("L", (width, height), 255)
+    ImageDraw.Draw(image).line([(width // 2, 0), (width // 2, height)], 0, max(2, width // 20))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_drawing_is_read_at_once_while_a_large_image_decodes_and_a_second_large_one_is_refused():
+    drawing, large = png_bytes(280, 280), png_bytes(5000, 1000)  # 5 MP: over the small limit
+    assert limits.decode_budget(280 * 280) is not limits.decode_budget(5000 * 1000)
+    with limits.LARGE_DECODES.hold(10**12):  # a large upload decoding now
+        began = time.monotonic()
+        assert sketch.to_mnist(drawing) is not None
+        with pytest.raises(sketch.SketchError, match="busy"):
+            sketch.to_mnist(large)
+        waited = time.monotonic() - began
+    assert waited < 5  # refused at once, not queued
+    assert sketch.to_mnist(large) is not None  # once the first is done, it is read

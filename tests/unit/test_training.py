@@ -16,7 +16,7 @@ from support import WatchedControl
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from mnist_demo import training
+from mnist_demo import limits, training
 from mnist_demo.data import Split, random_shift, to_network_input
 from mnist_demo.models import build_model
 from mnist_demo.records import is_kind, of_kind
@@ -535,3 +535,25 @@ def test_warm_up_leaves_a_runs_random_numbers_alone(tiny_mnist):
     state = torch.get_rng_state()
     training.warm_up()
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_the_loop_gives_way_after_each_cpu_step_and_counts_the_pause_as_training(
+    tiny_mnist, make_config
+):
+    """A visitor's request in flight for the whole run: every step is followed by a pause
+    within GiveWay's bound, and the charts' training time includes it (the cost shows)."""
+    in_flight = limits.InFlight()
+    give_way = limits.GiveWay(in_flight, share=0.25)
+    steps: list[float] = []
+
+    def spy(seconds: float) -> float:
+        steps.append(seconds)
+        return give_way(seconds)
+
+    with in_flight.serving():
+        result = train(make_config(batch_size=64, max_steps=6), control=Control(give_way=spy))
+
+    assert len(steps) == result.steps == 6 and min(steps) > 0
+    assert give_way.paused > 0
+    assert give_way.paused <= 3 * sum(steps) + 1e-6  # 25%: at most 3x the steps' own time
+    assert result.train_seconds >= give_way.paused
