@@ -19,7 +19,7 @@ from .. import charts, checkpoints
 from ..job import Snapshot, TrainingJob
 from ..models import MODELS
 from ..predict import Predictor
-from ..records import StepRecord, count, epoch_position, of_kind
+from ..records import StepRecord, count, epoch_position, is_kind, of_kind
 from ..settings import AppSettings
 from ..training import (
     PRESETS,
@@ -121,6 +121,15 @@ class TickKey(NamedTuple):
     n_epochs: int
     charted: int = -1  # the n_records the tab's charts draw (they lag by CHART_SECONDS at most)
     charted_at: float = -math.inf  # when those charts were sent (TrainTab.clock)
+
+
+def _milestone_since(records: list, charted: int) -> bool:
+    """Did a record a visitor waits for arrive after the first `charted` records: the run's
+    first step (the charts leave the Draw model's curves) or a full test of 10,000 images?"""
+    first_step = next((i for i, r in enumerate(records) if is_kind(r, "step")), None)
+    if first_step is None:
+        return False
+    return first_step >= charted or any(is_kind(r, "epoch") for r in records[charted:])
 
 
 class TickView(NamedTuple):
@@ -275,8 +284,12 @@ class TrainTab:
             or (
                 seen.charted != key.n_records
                 # at most every CHART_SECONDS while the run adds records; a run's last
-                # records (its end) are drawn at once, so every chart ends complete
-                and (not active or now - seen.charted_at >= CHART_SECONDS)
+                # records (its end), its first point and each full test are drawn at once
+                and (
+                    not active
+                    or now - seen.charted_at >= CHART_SECONDS
+                    or _milestone_since(records, seen.charted)
+                )
             )
         )
         if charts_moved:

@@ -781,6 +781,25 @@ def _step(n: int) -> StepRecord:
     )
 
 
+def _epoch(step: int) -> EpochRecord:
+    """Epoch 1's end after `step` steps: the full test read 97.5%."""
+    return EpochRecord(
+        kind="epoch",
+        epoch=1,
+        step=step,
+        epochs_done=1.0,
+        train_loss=0.3,
+        train_accuracy=91.0,
+        test_accuracy=97.5,
+        test_loss=0.1,
+        per_class_accuracy=[97.5] * 10,
+        confusion=[[0] * 10] * 10,
+        epoch_seconds=0.3,
+        eval_seconds=0.1,
+        train_seconds=0.3,
+    )
+
+
 def _snapshot(state: str, records: list) -> Snapshot:
     steps = [r for r in records if r["kind"] == "step"]
     return Snapshot(
@@ -872,23 +891,7 @@ def test_a_throttled_chart_catches_up_later_and_a_finished_run_is_drawn_at_once(
     clock.now += 0.01
     throttled = tab.tick(later.seen_key)
     assert throttled.loss_plot == gr.skip()
-    records.append(
-        EpochRecord(
-            kind="epoch",
-            epoch=1,
-            step=3,
-            epochs_done=1.0,
-            train_loss=0.3,
-            train_accuracy=91.0,
-            test_accuracy=97.5,
-            test_loss=0.1,
-            per_class_accuracy=[97.5] * 10,
-            confusion=[[0] * 10] * 10,
-            epoch_seconds=0.3,
-            eval_seconds=0.1,
-            train_seconds=0.3,
-        )
-    )
+    records.append(_epoch(3))
     state[0] = "finished"
     clock.now += 0.01
     final = tab.tick(throttled.seen_key)
@@ -994,3 +997,34 @@ def test_visitors_readings_count_as_requests_in_flight_for_the_training_loop(
     dashboard.draw.read_drawing(url)
     dashboard.api.predict_api(url)
     assert counted == [1, 1] and dashboard.job.in_flight.count == 0
+
+
+def test_a_runs_first_point_and_each_full_test_are_drawn_without_waiting(dashboard):
+    """The throttle spares the browser, not the visitor: the first point of a run and each
+    full test (the number people wait for) go out on the poll that sees them."""
+    clock, tab = FakeClock(), dashboard.train
+    tab.clock = clock
+    records: list = [
+        StartRecord(
+            kind="start", device="cpu", mode="fake", total_steps=3, steps_per_epoch=3, config={}
+        )
+    ]
+    tab.job = SimpleNamespace(snapshot=lambda: _snapshot("running", records))
+    before = tab.tick(None)  # the Draw model's curves, just sent
+    records.append(_step(1))
+    clock.now += 0.01
+    first = tab.tick(before.seen_key)
+    assert _points(first.loss_plot) == 1, "the run's first point at once"
+    records.append(_step(2))
+    clock.now += 0.01
+    assert tab.tick(first.seen_key).loss_plot == gr.skip(), "a step within the interval waits"
+    records.append(_epoch(2))
+    clock.now += 0.01
+    tested = tab.tick(first.seen_key)
+    assert tested.acc_plot != gr.skip(), "a full test at once"
+    rows = [
+        row
+        for layer in json.loads(tested.acc_plot.plot)["layer"]
+        for row in layer["data"]["values"]
+    ]
+    assert {"epoch": 1.0, "accuracy": 97.5, "series": "test: all 10,000"} in rows
