@@ -39,6 +39,10 @@ def images_per_second(records: list[dict]) -> tuple[float, float | None]:
     return steps[-1]["step"] * batch / steps[-1]["train_seconds"], hit and hit["train_seconds"]
 
 
+def _seconds(value: float | None) -> str:
+    return "not reached" if value is None else f"{value:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tabs", type=int, default=2)
@@ -103,7 +107,7 @@ def main() -> None:
     how = "over HTTP" if args.http else "calling the handler"
     print(f"\n| | alone | with {args.tabs} simulated tabs ({how}) |\n|---|---|---|")
     print(f"| images/s | {alone:,.0f} | {watched:,.0f} |")
-    print(f"| training s to 99% | {alone_99:.1f} | {watched_99:.1f} |")
+    print(f"| training s to 99% | {_seconds(alone_99)} | {_seconds(watched_99)} |")
     print(f"| redraws per tab per second | – | {[round(r / seconds, 2) for r in redraws]} |")
     print(f"\nserver-side throughput cost of the dashboard: {100 * (1 - watched / alone):.1f}%")
 

@@ -16,7 +16,11 @@ import gradio as gr
 from ..job import ACTIVE
 from ..training import ConfigError
 
-ACTIVE_TICK, IDLE_TICK = 0.3, 2.0  # seconds between dashboard polls: live vs. waiting
+# Seconds between dashboard polls: live vs. waiting. Live, 0.45 s keeps the status line at
+# ~2.1 redraws/s (target >= 2) and costs the training that shares the cores with a Chromium
+# tab less than 0.3 s did: 5,232-5,621 vs 4,359-4,894 images/s, click to 99% 14.4-15.0 vs
+# 15.9-17.4 s (bench/dashboard_overhead.py --tabs 1, interleaved, idle 2-core machine).
+ACTIVE_TICK, IDLE_TICK = 0.45, 2.0
 DRAW_TICK = 1.0  # seconds between re-scoring the drawing with live weights
 ACTIVE_STATES = frozenset(state.value for state in ACTIVE)  # as snapshots spell them
 PNG = "png"  # the Draw tab's images: 3x faster to encode than Gradio's default WebP
