@@ -61,18 +61,22 @@ print(json.dumps(marks))
 
 
 def run_command(out: Path, max_steps: int) -> dict[str, float]:
-    """The README's command, timed from launch to the JSON line."""
-    began = time.perf_counter()
+    """The README's command, timed from launch to its JSON line (and to its exit)."""
     cmd = [sys.executable, "-m", "mnist_demo", "train", "--json", "--out", str(out)]
     if max_steps:
         cmd += ["--max-steps", str(max_steps)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    wall = time.perf_counter() - began
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    began = time.perf_counter()
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = process.stdout.readline()  # the JSON line is its only output on stdout
+    to_line = time.perf_counter() - began
+    process.wait()
+    to_exit = time.perf_counter() - began
+    summary = json.loads(line)
     return {
-        "wall": round(wall, 2),
+        "to JSON line": round(to_line, 2),
+        "to exit": round(to_exit, 2),
         "training": summary["train_seconds"],
-        "overhead": round(wall - summary["train_seconds"], 2),
+        "overhead": round(to_line - summary["train_seconds"], 2),
         "test %": summary["test_accuracy"],
     }
 
