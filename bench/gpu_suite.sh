@@ -13,3 +13,9 @@ python bench/time_to_accuracy.py --runs 3 --device cuda --no-cuda-graph 2>&1 \
   | tee "$out/time_to_99_eager.txt"
 python bench/time_to_accuracy.py --preset improved --target 99.5 --runs 1 --device cuda 2>&1 \
   | tee "$out/improved.txt"
+# The app path at GPU speed: click to the first chart point and to 99% with a tab polling over
+# HTTP (the app in its own process), then the server's share of a run watched by two tabs; a
+# sub-second run must still end with every chart complete (tests/unit/test_hardening.py pins
+# that a finished run is drawn at once, whatever the throttle).
+python bench/app_path.py --runs 2 --device cuda 2>&1 | tee "$out/app_path.txt"
+python bench/dashboard_server_cost.py --tabs 2 --http 2>&1 | tee "$out/dashboard_server_cost.txt"
