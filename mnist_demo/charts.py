@@ -238,6 +238,17 @@ def probability_bars_html(probabilities: Sequence[float] | None) -> str:
     return f'<div class="prob-bars" role="list" aria-label="All ten probabilities">{rows}</div>'
 
 
+def _in_run_style(series: str) -> tuple[str, dict[str, Any]]:
+    """How the figure draws an accuracy series of a run within its epochs: train solid, the
+    full test as dots (never joined: nothing was measured between them), the sample dashed."""
+    label = f"test accuracy ({series[6:]})"
+    if series == TRAIN:
+        return "-", dict(color=TRAIN_COLOR, lw=1, label="train accuracy")
+    if series == TEST_ALL:
+        return "o", dict(color=TEST_COLOR, ms=6, label=label)
+    return "--.", dict(color=TEST_COLOR, lw=1.2, label=label)
+
+
 def tutorial_figure(records: Sequence[Record]):
     """The tutorial's twin-axis figure: training loss (log, left), accuracies (right).
 
@@ -284,33 +295,8 @@ def tutorial_figure(records: Sequence[Record]):
         loss, acc = loss_frame(records), accuracy_frame(records)
         ax1.plot(loss["epoch"], loss["loss"], "-", color=LOSS_COLOR, lw=1, label="train loss")
         for series, rows in acc.groupby("series", sort=False):
-            if series == TRAIN:
-                ax2.plot(
-                    rows["epoch"],
-                    rows["accuracy"],
-                    "-",
-                    color=TRAIN_COLOR,
-                    lw=1,
-                    label="train accuracy",
-                )
-            elif series == TEST_ALL:
-                ax2.plot(
-                    rows["epoch"],
-                    rows["accuracy"],
-                    "o",
-                    color=TEST_COLOR,
-                    ms=6,
-                    label=f"test accuracy ({TEST_ALL[6:]})",
-                )
-            else:
-                ax2.plot(
-                    rows["epoch"],
-                    rows["accuracy"],
-                    "--.",
-                    color=TEST_COLOR,
-                    lw=1.2,
-                    label=f"test accuracy ({series[6:]})",
-                )
+            fmt, style = _in_run_style(series)
+            ax2.plot(rows["epoch"], rows["accuracy"], fmt, **style)
         ax1.set_xlim(0, max(_x(steps[-1]), 1e-3))
         title = "Loss and accuracy during training"
     ax1.set_xlabel("Epoch")
