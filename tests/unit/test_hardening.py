@@ -38,7 +38,7 @@ from mnist_demo.training import Control, TrainResult
 from mnist_demo.ui import Dashboard
 from mnist_demo.ui.common import IDLE_TICK
 from mnist_demo.ui.draw import NO_DIGIT, drawing_key
-from mnist_demo.ui.train import CHART_SECONDS, TickKey, wake_rescoring
+from mnist_demo.ui.train import CHART_SECONDS, TickKey, TrainTab, wake_rescoring
 
 BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
 ARGS = dict(preset="fast", **TRAINING_ARGS)
@@ -800,6 +800,26 @@ def _epoch(step: int) -> EpochRecord:
     )
 
 
+def _watched_run(dashboard, total_steps: int) -> tuple[FakeClock, TrainTab, list, list[str]]:
+    """The Train tab on a fake clock, polling a fake job: the test appends the run's records
+    and sets its state (`state[0]`), the tab's polls see them."""
+    clock, tab = FakeClock(), dashboard.train
+    tab.clock = clock
+    records: list = [
+        StartRecord(
+            kind="start",
+            device="cpu",
+            mode="fake",
+            total_steps=total_steps,
+            steps_per_epoch=total_steps,
+            config={},
+        )
+    ]
+    state = ["running"]
+    tab.job = SimpleNamespace(snapshot=lambda: _snapshot(state[0], records))
+    return clock, tab, records, state
+
+
 def _snapshot(state: str, records: list) -> Snapshot:
     steps = [r for r in records if r["kind"] == "step"]
     return Snapshot(
@@ -827,14 +847,7 @@ def test_the_charts_redraw_at_most_every_chart_seconds_and_the_status_every_poll
     """A record every 0.25 s, a poll every 0.3 s: the status line follows each poll that saw
     a new record; the three charts, which the browser rebuilds whole, follow at most every
     CHART_SECONDS, and each send carries every record so far."""
-    clock, tab = FakeClock(), dashboard.train
-    tab.clock = clock
-    records: list = [
-        StartRecord(
-            kind="start", device="cpu", mode="fake", total_steps=100, steps_per_epoch=100, config={}
-        )
-    ]
-    tab.job = SimpleNamespace(snapshot=lambda: _snapshot("running", records))
+    clock, tab, records, _ = _watched_run(dashboard, total_steps=100)
     seen, statuses, charts, began = None, 0, [], clock.now
     for poll in range(1, 35):  # 10 seconds
         clock.now = began + 0.3 * poll
@@ -864,16 +877,8 @@ def test_the_charts_redraw_at_most_every_chart_seconds_and_the_status_every_poll
 
 
 def test_a_throttled_chart_catches_up_later_and_a_finished_run_is_drawn_at_once(dashboard):
-    clock, tab = FakeClock(), dashboard.train
-    tab.clock = clock
-    records: list = [
-        StartRecord(
-            kind="start", device="cpu", mode="fake", total_steps=3, steps_per_epoch=3, config={}
-        ),
-        _step(1),
-    ]
-    state = ["running"]
-    tab.job = SimpleNamespace(snapshot=lambda: _snapshot(state[0], records))
+    clock, tab, records, state = _watched_run(dashboard, total_steps=3)
+    records.append(_step(1))
     first = tab.tick(None)
     assert _points(first.loss_plot) == 1
     records.append(_step(2))
@@ -1002,14 +1007,7 @@ def test_visitors_readings_count_as_requests_in_flight_for_the_training_loop(
 def test_a_runs_first_point_and_each_full_test_are_drawn_without_waiting(dashboard):
     """The throttle spares the browser, not the visitor: the first point of a run and each
     full test (the number people wait for) go out on the poll that sees them."""
-    clock, tab = FakeClock(), dashboard.train
-    tab.clock = clock
-    records: list = [
-        StartRecord(
-            kind="start", device="cpu", mode="fake", total_steps=3, steps_per_epoch=3, config={}
-        )
-    ]
-    tab.job = SimpleNamespace(snapshot=lambda: _snapshot("running", records))
+    clock, tab, records, _ = _watched_run(dashboard, total_steps=3)
     before = tab.tick(None)  # the Draw model's curves, just sent
     records.append(_step(1))
     clock.now += 0.01
