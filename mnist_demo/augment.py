@@ -71,13 +71,13 @@ def _uniform(b: int, low: float, high: float, device: torch.device) -> torch.Ten
     return torch.empty(b, device=device).uniform_(low, high)
 
 
-def distort(images: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+def distort(images: torch.Tensor, strength: float = 1.0, geometry: float = 1.0) -> torch.Tensor:
     """uint8 or [0, 1] images (B, 28, 28) or (B, 1, 28, 28) -> floats in [0, 1], distorted.
 
     `strength` scales every range (1.0: rotation +-12 deg, scale 0.85-1.15, aspect +-15%,
     shear +-0.25, shift +-2 px, elastic warps of ~1 px); stroke-width changes, low-resolution
-    round trips and binarisation each hit about a fifth of the batch. Draws from torch's
-    global generator, seeded by the training run.
+    round trips and binarisation each hit about a fifth of the batch. `geometry` scales the
+    rotation and shear alone. Draws from torch's global generator, seeded by the training run.
     """
     x = _as_batch(images)
     if images.dtype == torch.uint8:
@@ -94,10 +94,10 @@ def distort(images: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
     x = torch.where(pick > 0.9, x - 0.6 * amount * (x - thinner), x)
 
     # One grid for the affine map and the elastic warp: a single resampling.
-    angle = _uniform(b, -12.0, 12.0, dev).mul_(s * torch.pi / 180)
+    angle = _uniform(b, -12.0, 12.0, dev).mul_(s * geometry * torch.pi / 180)
     scale = 1 + _uniform(b, -0.15, 0.15, dev).mul_(s)
     aspect = 1 + _uniform(b, -0.15, 0.15, dev).mul_(s)
-    shear = _uniform(b, -0.25, 0.25, dev).mul_(s)
+    shear = _uniform(b, -0.25, 0.25, dev).mul_(s * geometry)
     shift = _uniform(2 * b, -2.0, 2.0, dev).mul_(s * 2 / w).view(b, 2)
     cos, sin = torch.cos(angle), torch.sin(angle)
     sx, sy = 1 / (scale * aspect), aspect / scale  # grid maps output -> input: inverse scale

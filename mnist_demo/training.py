@@ -70,6 +70,9 @@ class TrainConfig:
     # Random affine + elastic warps, pen and scanner changes (augment.distort); 1.0 = its
     # default ranges, 0 = off. For handwriting that is not MNIST's.
     distort: float = 0.0
+    # How much of `distort`'s rotation and shear to use (1 = all, 0 = none; pen, scanner,
+    # scale and elastic warps unchanged): a flagged 1 rotated or sheared reads as a 7.
+    distort_geometry: float = 1.0
     # Shear every image upright by its moments, in training and wherever the checkpoint is
     # read (Predictor): slant no longer has to be learned. Saved with the weights.
     deskew: bool = False
@@ -125,6 +128,10 @@ class TrainConfig:
             (_finite(self.warmup) and 0 <= self.warmup < 1, "warmup must be in [0, 1)"),
             (_is_int(self.augment) and 0 <= self.augment <= 4, "augment must be 0 to 4 pixels"),
             (_finite(self.distort) and 0 <= self.distort <= 2, "distort must be 0 to 2"),
+            (
+                _finite(self.distort_geometry) and 0 <= self.distort_geometry <= 1,
+                "distort_geometry must be 0 to 1",
+            ),
             (isinstance(self.deskew, bool), "deskew must be true or false"),
             (
                 _is_int(self.holdout) and 0 <= self.holdout <= MAX_HOLDOUT,
@@ -453,7 +460,7 @@ class _Step:
         if self.config.augment:
             images = random_shift(images, self.config.augment)
         if self.config.distort:  # floats in [0, 1]: to_network_input takes either
-            images = augment.distort(images, self.config.distort)
+            images = augment.distort(images, self.config.distort, self.config.distort_geometry)
         return layout_batch(to_network_input(images), self.memory_format), self.train.labels[idx]
 
     def __call__(self, idx: torch.Tensor) -> None:

@@ -56,6 +56,19 @@ def test_distort_is_seeded_changes_digits_and_keeps_the_pixel_range(mnist):
     assert augment.distort(torch.zeros(3, 28, 28, dtype=torch.uint8)).max() == 0
 
 
+def test_distort_geometry_scales_the_slant_it_adds_and_nothing_else():
+    """An upright bar keeps standing with geometry 0 (the pen and scanner changes remain);
+    with all of it, rotation and shear lean many copies."""
+    bars = _slanted_bar(0.0).repeat(256, 1, 1)
+    torch.manual_seed(0)
+    full = augment.skew(augment.distort(bars, 1.0, geometry=1.0)).abs()
+    torch.manual_seed(0)
+    none = augment.skew(augment.distort(bars, 1.0, geometry=0.0)).abs()
+
+    assert full.mean() > 2.5 * none.mean()
+    assert none.max() < 0.35 < full.max()
+
+
 def test_a_run_holds_out_the_last_training_images_and_deskews_both_splits(mnist):
     train, test = training.prepared_mnist(None, holdout=2000, deskew=True)
 
@@ -67,7 +80,14 @@ def test_a_run_holds_out_the_last_training_images_and_deskews_both_splits(mnist)
 
 
 @pytest.mark.parametrize(
-    "field, value", [("deskew", 1), ("distort", -0.5), ("distort", 3.0), ("holdout", 59_000)]
+    "field, value",
+    [
+        ("deskew", 1),
+        ("distort", -0.5),
+        ("distort", 3.0),
+        ("distort_geometry", 1.5),
+        ("holdout", 59_000),
+    ],
 )
 def test_bad_new_settings_are_refused(make_config, field, value):
     with pytest.raises(training.ConfigError):
