@@ -62,13 +62,16 @@ def _full_tests(records: Sequence[Record]) -> list[Any]:
     ]
 
 
-def loss_frame(records: Sequence[Record]) -> pd.DataFrame:
-    """The training loss per logged step (plain cross-entropy, for a log axis)."""
-    rows = [{"epoch": _x(r), "loss": r["loss"], "series": TRAIN_LOSS} for r in _steps(records)]
-    return pd.DataFrame(rows, columns=["epoch", "loss", "series"])
+def loss_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """The training loss per logged step (plain cross-entropy, for a log axis).
+
+    Rows (plain dicts) are what the live charts send; building the same data as a pandas
+    frame and reading it back cost ~1 ms a chart, most of a poll's chart work.
+    """
+    return [{"epoch": _x(r), "loss": r["loss"], "series": TRAIN_LOSS} for r in _steps(records)]
 
 
-def accuracy_frame(records: Sequence[Record]) -> pd.DataFrame:
+def accuracy_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
     """Train accuracy per logged step; test accuracy on the sample during the epochs and on
     all 10,000 images at each epoch's end (two series, named as such), in percent."""
     rows = [
@@ -83,13 +86,25 @@ def accuracy_frame(records: Sequence[Record]) -> pd.DataFrame:
         {"epoch": _x(r), "accuracy": r["test_accuracy"], "series": TEST_ALL}
         for r in _full_tests(records)
     ]
-    return pd.DataFrame(rows, columns=["epoch", "accuracy", "series"])
+    return rows
 
 
-def speed_frame(records: Sequence[Record]) -> pd.DataFrame:
-    """Training throughput in images per second per logged step."""
-    rows = [{"epoch": _x(r), "images/s": round(r["samples_per_second"])} for r in _steps(records)]
-    return pd.DataFrame(rows, columns=["epoch", "images/s"])
+def speed_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """Training throughput in images per second per logged step (one series, "images/s")."""
+    return [
+        {"epoch": _x(r), "images/s": round(r["samples_per_second"]), "series": "images/s"}
+        for r in _steps(records)
+    ]
+
+
+def loss_frame(records: Sequence[Record]) -> pd.DataFrame:
+    """loss_rows as a frame."""
+    return pd.DataFrame(loss_rows(records), columns=["epoch", "loss", "series"])
+
+
+def accuracy_frame(records: Sequence[Record]) -> pd.DataFrame:
+    """accuracy_rows as a frame."""
+    return pd.DataFrame(accuracy_rows(records), columns=["epoch", "accuracy", "series"])
 
 
 def epoch_frames(epochs: Sequence[Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -120,7 +135,7 @@ def _series_color(series: str) -> str:
 
 
 def line_spec(
-    frame: pd.DataFrame,
+    data: pd.DataFrame | Sequence[dict[str, Any]],
     y: str,
     *,
     title: str,
@@ -132,15 +147,17 @@ def line_spec(
     empty: str = "",
     tooltip: bool = True,
 ) -> dict[str, Any]:
-    """A Vega-Lite chart of `frame` against epochs: one line per `color` value; a test series
-    dashed; the full test as dots only (a line between two full tests was never measured).
+    """A Vega-Lite chart of `data` (a frame or rows) against epochs: one line per `color`
+    value; a test series dashed; the full test as dots only (a line between two full tests
+    was never measured).
 
     `empty` is the chart's text while there is no data, so a chart is never a blank box.
     The browser compiles the whole spec on every update, so the spec holds no expressions:
     dashes come from a scale and each layer carries its own rows, not a filter. `tooltip`
     off spares the live charts the hover values' formatting.
     """
-    values = frame.dropna(subset=[y]).to_dict("records")
+    rows = data.to_dict("records") if isinstance(data, pd.DataFrame) else data
+    values = [row for row in rows if row.get(y) is not None and row[y] == row[y]]  # not NaN
     series = list(dict.fromkeys(row[color] for row in values))
     palette = color == "series"
     scale: dict[str, Any] = (

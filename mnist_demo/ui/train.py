@@ -183,6 +183,7 @@ class TrainTab:
         # idle Train tab shows the Draw model's own training, read once per version
         self._history_cache: tuple[int, list, str] | None = None
         self._idle_figure_cache: tuple[int, str] | None = None
+        self._charts_cache: tuple[tuple, LiveCharts] | None = None  # see _shared_live_charts
 
     # --- training commands --------------------------------------------------------------------
 
@@ -298,7 +299,7 @@ class TrainTab:
             key = key._replace(charted=seen.charted, charted_at=seen.charted_at)
         if seen == key:
             return skip_all(TickView)
-        plots = self.live_charts(records) if charts_moved else skip_all(LiveCharts)
+        plots = self._shared_live_charts(key, records) if charts_moved else skip_all(LiveCharts)
         # The status goes with every update, even when only a chart caught up: skipping it
         # there left the loss and accuracy charts painted blank in headless Chromium
         # (drawn, but covered) at a run's end, three runs out of three.
@@ -314,6 +315,18 @@ class TrainTab:
             seen_key=key,
         )
 
+    def _shared_live_charts(self, key: TickKey, records: list) -> LiveCharts:
+        """live_charts, built once per record count (and idle weights) for every tab: tabs
+        watching the same run would otherwise each rebuild the same three specs."""
+        idle = not of_kind(records, "step")
+        cache_key = (key.run_id, len(records), key.weights if idle else None)
+        cached = self._charts_cache
+        if cached is not None and cached[0] == cache_key:
+            return cached[1]
+        plots = self.live_charts(records)
+        self._charts_cache = (cache_key, plots)  # one tuple store: no lock needed
+        return plots
+
     def live_charts(self, records: list) -> LiveCharts:
         """Loss (log axis, real values), accuracy (train; test on the sample during epochs
         and on all 10,000 at their ends) and throughput. Before a run's first step: the
@@ -322,7 +335,7 @@ class TrainTab:
         if not of_kind(records, "step"):
             return self._idle_charts()
         loss = charts.line_spec(
-            charts.loss_frame(records),
+            charts.loss_rows(records),
             "loss",
             title="Training loss (log scale)",
             y_title="loss",
@@ -330,14 +343,14 @@ class TrainTab:
             tooltip=False,
         )
         accuracy = charts.line_spec(
-            charts.accuracy_frame(records),
+            charts.accuracy_rows(records),
             "accuracy",
             title="Accuracy (%)",
             y_title="%",
             tooltip=False,
         )
         speed = charts.line_spec(
-            charts.speed_frame(records).assign(series="images/s"),
+            charts.speed_rows(records),
             "images/s",
             title="Throughput (images/s)",
             y_title="images/s",
@@ -369,7 +382,7 @@ class TrainTab:
             empty=press.format("train and test accuracy"),
         )
         speed = charts.line_spec(
-            charts.speed_frame([]).assign(series="images/s"),
+            charts.speed_rows([]),
             "images/s",
             title="Throughput (images/s)",
             y_title="images/s",

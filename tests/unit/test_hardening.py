@@ -907,6 +907,24 @@ def test_a_throttled_chart_catches_up_later_and_a_finished_run_is_drawn_at_once(
     ]
 
 
+def test_tabs_watching_the_same_run_share_one_build_of_its_charts(dashboard):
+    """Every tab polling a run gets the charts of its records; the specs are built once per
+    record count, not once per tab (the second tab's poll was a full rebuild)."""
+    clock, tab, records, _ = _watched_run(dashboard, total_steps=10)
+    builds = []
+    build = tab.live_charts
+    tab.live_charts = lambda rs: builds.append(len(rs)) or build(rs)
+    records.append(_step(1))
+    first, second = tab.tick(None), tab.tick(None)
+    assert _points(first.loss_plot) == _points(second.loss_plot) == 1
+    assert builds == [2], "one build for both tabs"
+    records.append(_step(2))
+    clock.now += CHART_SECONDS
+    a, b = tab.tick(first.seen_key), tab.tick(second.seen_key)
+    assert _points(a.loss_plot) == _points(b.loss_plot) == 2, "a new record: new charts"
+    assert builds == [2, 3]
+
+
 def test_the_views_after_an_epoch_or_a_state_change_match_their_outputs(dashboard):
     views = dashboard.train.epoch_views()
     assert views._fields == ("figure", "per_class", "confusion", "class_caption")
