@@ -466,7 +466,8 @@ class Explorer:
                 gr.skip(), gr.skip(), "Add at least one drawing with its label first."
             )
         try:
-            with self.fine_tunes.turn():
+            # a visitor's request like a reading: a CPU training run gives way while it runs
+            with self.fine_tunes.turn(), self.job.in_flight.serving():
                 return self._fine_tune(personal, token)
         except Busy:
             busy = "Other visitors' fine-tunes are running; try again in a minute."

@@ -176,6 +176,24 @@ def test_shared_teaching_needs_the_token_when_training_does(make_explorer, a_one
     assert tuned is None and explorer.predictor.predict_preprocessed(a_one).label == 7
 
 
+def test_a_fine_tune_counts_as_a_request_the_training_run_gives_way_to(
+    make_explorer, a_one, monkeypatch
+):
+    explorer = make_explorer()
+    personal, _, _ = explorer.add_example(a_one, "7", PersonalSet())
+    counted = []
+    real = explore.teach.fine_tune
+    monkeypatch.setattr(
+        explore.teach,
+        "fine_tune",
+        lambda *a, **k: counted.append(explorer.job.in_flight.count) or real(*a, **k),
+    )
+
+    explorer.fine_tune(personal)
+
+    assert counted == [1] and explorer.job.in_flight.count == 0
+
+
 def test_a_busy_fine_tune_gate_answers_at_once(make_explorer, a_one):
     explorer = make_explorer()
     personal, _, _ = explorer.add_example(a_one, "7", PersonalSet())
