@@ -529,6 +529,28 @@ def test_the_training_thread_yields_the_cpu_to_requests():
     )
 
 
+def test_a_cpu_run_waits_for_a_visitors_request_in_flight_and_never_without_one(
+    job, make_config, monkeypatch
+):
+    """The job wires limits.GiveWay to its in-flight count: with a request being served, each
+    step waits for it within its credit; with none, no step waits."""
+    waits: list[float] = []
+    real_wait = job.in_flight.wait_idle
+    monkeypatch.setattr(
+        job.in_flight, "wait_idle", lambda timeout=None: waits.append(timeout) or real_wait(timeout)
+    )
+    config = make_config(epochs=1, batch_size=64, log_every=1, max_steps=4)
+    job.start(config)
+    finish(job)
+    assert waits == [], "nobody was waiting"
+
+    with job.in_flight.serving():
+        job.start(config)
+        finish(job)
+    assert len(waits) >= 3 and all(0 < t <= 0.5 for t in waits), waits
+    assert job.snapshot().state == "finished", "the run still ends while requests keep coming"
+
+
 # --- what a public server must survive (issue 15) -----------------------------------------------
 
 
