@@ -1,8 +1,9 @@
-"""Metric records -> chart data: long-format frames, Vega-Lite specs for the live charts, and
-the tutorial's twin-axis figure.
+"""Metric records -> chart data: rows and frames, the live charts as SVG, Vega-Lite specs for
+the charts that change once per run (Compare runs), and the tutorial's twin-axis figure.
 
-Pure functions: no torch, no Gradio. Live charts are Vega-Lite specs (plain dicts) because the
-loss needs a log axis, which Gradio's native plots lack; the browser draws them. The twin-axis
+Pure functions: no torch, no Gradio. The loss needs a log axis, which Gradio's native plots
+lack: the live charts, redrawn twice a second, are SVG drawn here (svgchart.py says why not
+Vega for them); Compare runs is Vega-Lite (plain dicts) that the browser draws. The twin-axis
 figure needs matplotlib and is drawn once per epoch at most.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .records import Record, StepRecord, epoch_position, epochs_done, is_kind, of_kind
+from .svgchart import SeriesStyle, line_chart
 
 if TYPE_CHECKING:
     from .history import RunSummary
@@ -239,6 +241,20 @@ def line_spec(
         else {},
         "layer": layers,
     }
+
+
+def line_svg(data: pd.DataFrame | Sequence[dict[str, Any]], y: str, **options: Any) -> str:
+    """line_spec's chart as an SVG string (svgchart.py says why the live charts use it):
+    the same series colours, test series dashed, the full test as dots."""
+    rows = data.to_dict("records") if isinstance(data, pd.DataFrame) else data
+    names = dict.fromkeys(row[options.get("color", "series")] for row in rows)
+    styles = {
+        name: SeriesStyle(
+            _series_color(name), dashed=name.startswith("test"), dots_only=name == TEST_ALL
+        )
+        for name in names
+    }
+    return line_chart(rows, y, styles, **options)
 
 
 def probability_bars_html(probabilities: Sequence[float] | None) -> str:

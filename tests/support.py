@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -28,6 +29,22 @@ TRAINING_ARGS = dict(
     seed=0,
     device="cpu",
 )
+
+
+def chart_points(svg: str) -> dict[str, int]:
+    """The data points of a live chart (svgchart's SVG) per series: a line's vertices, or the
+    dots of a series drawn as dots only."""
+    lines = re.findall(r'class="mark-line" data-series="([^"]*)"><path d="([^"]*)"', svg)
+    points = {name: 1 + path.count("L") for name, path in lines}
+    symbols = re.findall(r'class="mark-symbol" data-series="([^"]*)"[^>]*>(.*?)</g>', svg)
+    for name, dots in symbols:
+        points.setdefault(name, dots.count("<path"))
+    return points
+
+
+def chart_dots(svg: str) -> list[str]:
+    """The dots' titles of a live chart: "<series>: <value> at epoch <x>"."""
+    return re.findall(r"<title>([^<]*)</title>", svg)
 
 
 @dataclass

@@ -41,7 +41,7 @@ from .common import (
     outputs,
     skip_all,
 )
-from .explore import Explorer, vega
+from .explore import Explorer
 
 PRESET_LABELS = {
     "fast": "Fast (default)",
@@ -102,10 +102,10 @@ class PresetView(NamedTuple):
 CONTROLS = (*PresetView._fields[1:], "device")  # Start's inputs after the preset, by name
 
 
-# The live charts' fastest redraw in a tab, in seconds. The browser rebuilds a Vega chart
-# from its spec on every update (tens of ms of its CPU each, on the cores training uses);
-# at every 0.3 s poll, three charts kept the page 85-96% busy on our loaded 2-core machine
-# (bench/browser_profile.py). The status line still follows each poll.
+# The live charts' fastest redraw in a tab, in seconds: twice a second looks live, and each
+# redraw replaces three SVGs in the page, on the cores training uses (when they were Vega
+# charts, rebuilt from their specs at every 0.3 s poll, they kept the page 85-96% busy on
+# our loaded 2-core machine: bench/browser_profile.py). The status line follows each poll.
 CHART_SECONDS = 0.5
 
 
@@ -334,37 +334,34 @@ class TrainTab:
         will appear."""
         if not of_kind(records, "step"):
             return self._idle_charts()
-        loss = charts.line_spec(
+        loss = charts.line_svg(
             charts.loss_rows(records),
             "loss",
             title="Training loss (log scale)",
             y_title="loss",
             log_y=True,
-            tooltip=False,
         )
-        accuracy = charts.line_spec(
+        accuracy = charts.line_svg(
             charts.accuracy_rows(records),
             "accuracy",
             title="Accuracy (%)",
             y_title="%",
-            tooltip=False,
         )
-        speed = charts.line_spec(
+        speed = charts.line_svg(
             charts.speed_rows(records),
             "images/s",
             title="Throughput (images/s)",
             y_title="images/s",
             height=160,
-            tooltip=False,
         )
-        return LiveCharts(vega(loss), vega(accuracy), vega(speed))
+        return LiveCharts(loss, accuracy, speed)
 
     def _idle_charts(self) -> LiveCharts:
         epochs, name = self._draw_model_history()
         loss_frame, acc_frame = charts.epoch_frames(epochs)
         how = f"How {name} learned (kept in its checkpoint)" if epochs else ""
         press = "Press Start: {} of the new run appears here."
-        loss = charts.line_spec(
+        loss = charts.line_svg(
             loss_frame,
             "loss",
             title="Training loss per epoch (log scale)" if epochs else "Training loss",
@@ -373,7 +370,7 @@ class TrainTab:
             log_y=True,
             empty=press.format("the training loss"),
         )
-        accuracy = charts.line_spec(
+        accuracy = charts.line_svg(
             acc_frame,
             "accuracy",
             title="Accuracy (%) per epoch" if epochs else "Accuracy (%)",
@@ -381,7 +378,7 @@ class TrainTab:
             y_title="%",
             empty=press.format("train and test accuracy"),
         )
-        speed = charts.line_spec(
+        speed = charts.line_svg(
             charts.speed_rows([]),
             "images/s",
             title="Throughput (images/s)",
@@ -389,7 +386,7 @@ class TrainTab:
             height=160,
             empty=press.format("the training speed"),
         )
-        return LiveCharts(vega(loss), vega(accuracy), vega(speed))
+        return LiveCharts(loss, accuracy, speed)
 
     def _draw_model_history(self) -> tuple[list, str]:
         """The epoch records kept with the Draw model's checkpoint, and what to call it."""
@@ -539,12 +536,12 @@ def build(c: Components, tab: TrainTab, settings: AppSettings) -> None:
         with gr.Column(scale=3, elem_id="train-views"):
             c.status = gr.Markdown("**Idle**", elem_id="status")
             with gr.Row():
-                # Vega-Lite through gr.Plot: a log loss axis, dashes and dots per series;
-                # the browser draws them (charts.line_spec).
-                c.loss_plot = gr.Plot(elem_id="loss-plot", label="Loss", show_label=False)
-                c.acc_plot = gr.Plot(elem_id="acc-plot", label="Accuracy", show_label=False)
+                # SVG drawn here (charts.line_svg): a log loss axis, dashes and dots per
+                # series, at a fraction of the browser's cost of a Vega chart (svgchart.py)
+                c.loss_plot = gr.HTML(elem_id="loss-plot", label="Loss", js_on_load=None)
+                c.acc_plot = gr.HTML(elem_id="acc-plot", label="Accuracy", js_on_load=None)
             with gr.Row():
-                c.speed_plot = gr.Plot(elem_id="speed-plot", label="Throughput", show_label=False)
+                c.speed_plot = gr.HTML(elem_id="speed-plot", label="Throughput", js_on_load=None)
                 c.figure = gr.Image(  # its title is in the PNG: nothing drawn over it
                     label="The tutorial's figure",
                     show_label=False,
