@@ -136,7 +136,7 @@ def main() -> None:
     print(f"profiled {span:.1f} s, training the whole time: {running}")
     print(f"page busy {busy:.2f} s, {redraws} redraws ({redraws / span:.2f}/s)")
     print(f"live charts sent (all three each time): {sent} ({sent / span:.2f}/s)")
-    print(f"<svg> elements added per chart: {svgs}")
+    print(f"<svg> elements added per chart (Vega charts; the SVG ones are not seen): {svgs}")
     print(f"CPU seconds: browser {browser_cpu:.2f}, app process (server + training) {app_cpu:.2f}")
     print(f"busy per redraw: {1000 * busy / max(redraws, 1):.0f} ms\n\nmost time of their own:")
     for name, micros in by_name.most_common(12):
