@@ -55,11 +55,18 @@ def log_ticks(low: float, high: float) -> list[float]:
         ticks = [t for t in candidates if low * 0.999 <= t <= high * 1.001]
         if len(ticks) >= 3:
             break
-    return ticks
+    stride = -(-len(ticks) // 7)  # a diverged run's loss spans many decades: at most 7 ticks
+    return ticks[::stride]
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def label(value: float) -> str:
-    """A tick's text: up to 4 significant digits, no trailing zeros, no exponent."""
+    """A tick's text: up to 4 decimals, no trailing zeros; an exponent only beyond those."""
+    if abs(value) >= 1e6 or 0 < abs(value) < 1e-3:  # a diverged loss, or a tiny one
+        return f"{value:.3g}"
     text = f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1000 else f"{value:,.0f}"
     return "0" if text in ("-0", "") else text
 
@@ -68,7 +75,8 @@ def _y_domain(values: Sequence[float], log_y: bool) -> tuple[float, float, list[
     low, high = min(values), max(values)
     if log_y:  # out to the nearest 1, 2 or 5 times a power of ten: no empty decades
         low, high = max(low, 1e-12), max(high, 1e-12)
-        steps = [m * 10.0**d for d in range(-13, 13) for m in (1, 2, 5)]
+        decades = range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 2)
+        steps = [m * 10.0**d for d in decades for m in (1, 2, 5)]
         low = max(t for t in steps if t <= low * 1.0001)
         high = min(t for t in steps if t >= high * 0.9999)
         if high <= low:
@@ -106,7 +114,9 @@ def line_chart(
     """`rows` ({"epoch": x, y: value, color: series}) as one line per series against epochs,
     with `title`, axes, ticks and a legend; `empty` centred in the box when there are no rows.
     """
-    values = [r for r in rows if r.get(y) is not None and r[y] == r[y] and (r[y] > 0 or not log_y)]
+    values = [
+        r for r in rows if _finite(r.get(y)) and _finite(r.get("epoch")) and (r[y] > 0 or not log_y)
+    ]  # a diverged run's inf or NaN loss is left out, not drawn off the chart
     top = 24 + (14 if subtitle else 0)
     series = list(dict.fromkeys(r[color] for r in values))
     legend_rows, legend = _legend(series, styles, top + height + BOTTOM + 14)

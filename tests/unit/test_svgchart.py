@@ -78,3 +78,15 @@ def test_one_point_and_a_flat_line_still_have_a_readable_axis():
     ticks = axis(svg, "images/s")
     assert len(ticks) >= 2 and chart_points(svg) == {"images/s": 1}
     assert "nan" not in svg.lower() and "inf" not in svg.lower()
+
+
+def test_a_diverged_runs_loss_stays_on_a_readable_chart():
+    rows = [
+        {"epoch": 0.1 * i, "loss": loss, "series": "train loss"}
+        for i, loss in enumerate([2.3, 40.0, 1e30, float("inf"), float("nan"), 3.0])
+    ]
+    svg = charts.line_svg(rows, "loss", title="Loss", y_title="loss", log_y=True)
+
+    assert chart_points(svg) == {"train loss": 4}, "inf and NaN left out"
+    assert 3 <= len(axis(svg, "loss")) <= 7
+    assert "inf" not in svg.lower() and "nan" not in svg.lower()
