@@ -130,10 +130,14 @@ def epoch_frames(epochs: Sequence[Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
 # --- Vega-Lite specs for the browser -----------------------------------------------------------
 
 
-def _series_color(series: str) -> str:
+def series_style(series: str) -> SeriesStyle:
+    """How every chart draws a series: train red and solid, test purple and dashed, the full
+    test as dots only (never joined: nothing was measured between two of them), the rest blue."""
     if series == TRAIN:
-        return TRAIN_COLOR
-    return TEST_COLOR if series.startswith("test") else LOSS_COLOR
+        return SeriesStyle(TRAIN_COLOR)
+    if series.startswith("test"):
+        return SeriesStyle(TEST_COLOR, dashed=True, dots_only=series == TEST_ALL)
+    return SeriesStyle(LOSS_COLOR)
 
 
 def line_spec(
@@ -163,7 +167,7 @@ def line_spec(
     series = list(dict.fromkeys(row[color] for row in values))
     palette = color == "series"
     scale: dict[str, Any] = (
-        {"domain": series, "range": [_series_color(s) for s in series]} if palette else {}
+        {"domain": series, "range": [series_style(s).color for s in series]} if palette else {}
     )
     encoding: dict[str, Any] = {
         "x": {
@@ -187,15 +191,15 @@ def line_spec(
             {"field": "epoch", "type": "quantitative", "format": ".3~f"},
             {"field": y, "type": "quantitative", "format": ".4~g"},
         ]
-    lines = [row for row in values if row[color] != TEST_ALL]
-    dots = [row for row in values if row[color] == TEST_ALL]
+    lines = [row for row in values if not series_style(row[color]).dots_only]
+    dots = [row for row in values if series_style(row[color]).dots_only]
     line_series = list(dict.fromkeys(row[color] for row in lines))
     dashes = {
         "field": color,
         "type": "nominal",
         "scale": {
             "domain": line_series,
-            "range": [[6, 3] if s.startswith("test") else [1, 0] for s in line_series],
+            "range": [[6, 3] if series_style(s).dashed else [1, 0] for s in line_series],
         },
         "legend": None,
     }
@@ -244,17 +248,10 @@ def line_spec(
 
 
 def line_svg(data: pd.DataFrame | Sequence[dict[str, Any]], y: str, **options: Any) -> str:
-    """line_spec's chart as an SVG string (svgchart.py says why the live charts use it):
-    the same series colours, test series dashed, the full test as dots."""
+    """line_spec's chart as an SVG string (svgchart.py says why the live charts use it)."""
     rows = data.to_dict("records") if isinstance(data, pd.DataFrame) else data
     names = dict.fromkeys(row[options.get("color", "series")] for row in rows)
-    styles = {
-        name: SeriesStyle(
-            _series_color(name), dashed=name.startswith("test"), dots_only=name == TEST_ALL
-        )
-        for name in names
-    }
-    return line_chart(rows, y, styles, **options)
+    return line_chart(rows, y, {name: series_style(name) for name in names}, **options)
 
 
 def probability_bars_html(probabilities: Sequence[float] | None) -> str:
