@@ -71,13 +71,16 @@ def _uniform(b: int, low: float, high: float, device: torch.device) -> torch.Ten
     return torch.empty(b, device=device).uniform_(low, high)
 
 
-def distort(images: torch.Tensor, strength: float = 1.0, geometry: float = 1.0) -> torch.Tensor:
+def distort(
+    images: torch.Tensor, strength: float = 1.0, geometry: float = 1.0, warp: float = 1.0
+) -> torch.Tensor:
     """uint8 or [0, 1] images (B, 28, 28) or (B, 1, 28, 28) -> floats in [0, 1], distorted.
 
     `strength` scales every range (1.0: rotation +-12 deg, scale 0.85-1.15, aspect +-15%,
     shear +-0.25, shift +-2 px, elastic warps of ~1 px); stroke-width changes, low-resolution
     round trips and binarisation each hit about a fifth of the batch. `geometry` scales the
-    rotation and shear alone. Draws from torch's global generator, seeded by the training run.
+    rotation and shear alone, `warp` the scale, aspect, shift and elastic warps. Draws from
+    torch's global generator, seeded by the training run.
     """
     x = _as_batch(images)
     if images.dtype == torch.uint8:
@@ -95,10 +98,10 @@ def distort(images: torch.Tensor, strength: float = 1.0, geometry: float = 1.0) 
 
     # One grid for the affine map and the elastic warp: a single resampling.
     angle = _uniform(b, -12.0, 12.0, dev).mul_(s * geometry * torch.pi / 180)
-    scale = 1 + _uniform(b, -0.15, 0.15, dev).mul_(s)
-    aspect = 1 + _uniform(b, -0.15, 0.15, dev).mul_(s)
+    scale = 1 + _uniform(b, -0.15, 0.15, dev).mul_(s * warp)
+    aspect = 1 + _uniform(b, -0.15, 0.15, dev).mul_(s * warp)
     shear = _uniform(b, -0.25, 0.25, dev).mul_(s * geometry)
-    shift = _uniform(2 * b, -2.0, 2.0, dev).mul_(s * 2 / w).view(b, 2)
+    shift = _uniform(2 * b, -2.0, 2.0, dev).mul_(s * warp * 2 / w).view(b, 2)
     cos, sin = torch.cos(angle), torch.sin(angle)
     sx, sy = 1 / (scale * aspect), aspect / scale  # grid maps output -> input: inverse scale
     theta = torch.stack(
@@ -109,7 +112,7 @@ def distort(images: torch.Tensor, strength: float = 1.0, geometry: float = 1.0) 
         1,
     )
     grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
-    coarse = torch.randn(b, 2, 4, 4, device=dev) * (s * 1.0 * 2 / w)  # ~1 px displacements
+    coarse = torch.randn(b, 2, 4, 4, device=dev) * (s * warp * 2 / w)  # ~1 px displacements
     warp = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
     x = F.grid_sample(x, grid + warp.permute(0, 2, 3, 1), align_corners=False)
 

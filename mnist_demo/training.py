@@ -73,6 +73,7 @@ class TrainConfig:
     # How much of `distort`'s rotation and shear to use (1 = all, 0 = none; pen, scanner,
     # scale and elastic warps unchanged): a flagged 1 rotated or sheared reads as a 7.
     distort_geometry: float = 1.0
+    distort_warp: float = 1.0  # likewise for its scale, aspect, shift and elastic warps
     # Shear every image upright by its moments, in training and wherever the checkpoint is
     # read (Predictor): slant no longer has to be learned. Saved with the weights.
     deskew: bool = False
@@ -131,6 +132,10 @@ class TrainConfig:
             (
                 _finite(self.distort_geometry) and 0 <= self.distort_geometry <= 1,
                 "distort_geometry must be 0 to 1",
+            ),
+            (
+                _finite(self.distort_warp) and 0 <= self.distort_warp <= 1,
+                "distort_warp must be 0 to 1",
             ),
             (isinstance(self.deskew, bool), "deskew must be true or false"),
             (
@@ -460,7 +465,9 @@ class _Step:
         if self.config.augment:
             images = random_shift(images, self.config.augment)
         if self.config.distort:  # floats in [0, 1]: to_network_input takes either
-            images = augment.distort(images, self.config.distort, self.config.distort_geometry)
+            images = augment.distort(
+                images, self.config.distort, self.config.distort_geometry, self.config.distort_warp
+            )
         return layout_batch(to_network_input(images), self.memory_format), self.train.labels[idx]
 
     def __call__(self, idx: torch.Tensor) -> None:

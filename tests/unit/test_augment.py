@@ -69,6 +69,29 @@ def test_distort_geometry_scales_the_slant_it_adds_and_nothing_else():
     assert none.max() < 0.35 < full.max()
 
 
+def test_without_geometry_and_warp_only_pen_and_scanner_change_a_digit(mnist):
+    """geometry 0 and warp 0 leave every digit where it was (pen and scanner changes keep its
+    centre); the full distortions move them around."""
+    images = mnist[0].images[:128]
+
+    def centre(x: torch.Tensor) -> torch.Tensor:
+        x = x.float().reshape(len(x), 28, 28)
+        grid = torch.arange(28, dtype=torch.float32)
+        mass = x.sum((1, 2)).clamp_min(1e-6)
+        return torch.stack([(x.sum(2) * grid).sum(1), (x.sum(1) * grid).sum(1)], 1) / mass[:, None]
+
+    torch.manual_seed(0)
+    still = augment.distort(images, 1.0, geometry=0.0, warp=0.0)
+    torch.manual_seed(0)
+    moved = augment.distort(images, 1.0)
+
+    before = centre(images)
+    assert (centre(still) - before).norm(dim=1).mean() < 0.2
+    assert (centre(still) - before).norm(dim=1).max() < 1.0
+    assert (centre(moved) - before).norm(dim=1).mean() > 1.0
+    assert (still - images.float() / 255).abs().flatten(1).max(1).values.gt(0.2).any()
+
+
 def test_a_run_holds_out_the_last_training_images_and_deskews_both_splits(mnist):
     train, test = training.prepared_mnist(None, holdout=2000, deskew=True)
 
@@ -86,6 +109,7 @@ def test_a_run_holds_out_the_last_training_images_and_deskews_both_splits(mnist)
         ("distort", -0.5),
         ("distort", 3.0),
         ("distort_geometry", 1.5),
+        ("distort_warp", -0.1),
         ("holdout", 59_000),
     ],
 )
