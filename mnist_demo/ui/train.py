@@ -317,7 +317,7 @@ class TrainTab:
 
     def _shared_live_charts(self, key: TickKey, records: list) -> LiveCharts:
         """live_charts, built once per record count (and idle weights) for every tab: tabs
-        watching the same run would otherwise each rebuild the same three specs."""
+        watching the same run would otherwise each rebuild the same three charts."""
         idle = not of_kind(records, "step")
         cache_key = (key.run_id, len(records), key.weights if idle else None)
         cached = self._charts_cache
