@@ -178,7 +178,7 @@ def crashed_runs_dir(runs: Path, marker: Path) -> None:
     checkpoints, so the best tested fallback is that run."""
     runs.mkdir()
     good = build_model("tutorial").state_dict()
-    checkpoints.save(runs / "run-1-tutorial.pt", "tutorial", good, note="good", test_accuracy=99.7)
+    checkpoints.save(runs / "run-1-tutorial.pt", "tutorial", good, note="good", test_accuracy=99.9)
     checkpoints.save(runs / "run-2-tutorial.pt", "tutorial", good, test_accuracy=99.0)
     whole = (runs / "run-2-tutorial.pt").read_bytes()
     (runs / "run-2-tutorial.pt").write_bytes(whole[: len(whole) // 2])  # a torn write
@@ -237,7 +237,7 @@ def test_with_no_loadable_run_the_app_falls_back_to_the_shipped_checkpoint(tmp_p
 def test_a_diverged_run_is_never_the_model_a_restart_loads(tmp_path):
     runs = tmp_path / "runs"
     good = build_model("tutorial").state_dict()
-    checkpoints.save(runs / "run-1-tutorial.pt", "tutorial", good, test_accuracy=99.7)
+    checkpoints.save(runs / "run-1-tutorial.pt", "tutorial", good, test_accuracy=99.9)
     checkpoints.save(runs / "run-2-tutorial.pt", "tutorial", good, test_accuracy=9.8)
     os.utime(runs / "run-1-tutorial.pt", (1, 1))  # run 2 is the newest
     draw_model.remember(runs, "run-2-tutorial.pt")  # say, by an older version
