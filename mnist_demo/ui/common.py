@@ -42,6 +42,9 @@ CSS = """
 .prob-row.top .prob-bar i { background: var(--color-accent); }
 .prob-row.top { font-weight: 600; }
 #status { font-variant-numeric: tabular-nums; }
+/* The live charts and the figure: side by side while each gets 300 px, else one per line. */
+.chart-row { flex-wrap: wrap !important; }
+.chart-row > * { flex: 1 1 300px !important; min-width: min(300px, 100%) !important; }
 /* Small galleries: tiles keep their size (Gradio stretches a lone image to the full width,
    cropping it and hiding its caption). */
 #misreads .grid-container, #my-drawings .grid-container {

@@ -535,12 +535,12 @@ def build(c: Components, tab: TrainTab, settings: AppSettings) -> None:
             )
         with gr.Column(scale=3, elem_id="train-views"):
             c.status = gr.Markdown("**Idle**", elem_id="status")
-            with gr.Row():
+            with gr.Row(elem_classes="chart-row"):  # wraps: one chart per line on a phone
                 # SVG drawn here (charts.line_svg): a log loss axis, dashes and dots per
                 # series, at a fraction of the browser's cost of a Vega chart (svgchart.py)
                 c.loss_plot = gr.HTML(elem_id="loss-plot", label="Loss", js_on_load=None)
                 c.acc_plot = gr.HTML(elem_id="acc-plot", label="Accuracy", js_on_load=None)
-            with gr.Row():
+            with gr.Row(elem_classes="chart-row"):
                 c.speed_plot = gr.HTML(elem_id="speed-plot", label="Throughput", js_on_load=None)
                 c.figure = gr.Image(  # its title is in the PNG: nothing drawn over it
                     label="The tutorial's figure",

@@ -125,6 +125,11 @@ def test_layout_fits_a_phone(live_app, browser, screenshots):
             page.wait_for_selector("#drawpad canvas", timeout=10_000)
             box = page.locator("#drawpad canvas").bounding_box()
             assert box["width"] >= 250, "the canvas stays big enough to draw on with a thumb"
+        if tab == "Train":  # one chart per line, not four postage stamps
+            page.wait_for_selector("#loss-plot svg", timeout=30_000)
+            for chart in ("#loss-plot", "#acc-plot", "#speed-plot"):
+                width = page.locator(chart).bounding_box()["width"]
+                assert width >= 300, f"{chart} is {width:.0f}px wide on a phone"
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"] + 1, f"{tab} tab scrolls sideways on a phone ({width}px)"
         page.screenshot(path=screenshots / f"phone-{tab.lower()}.png", full_page=True)
