@@ -141,7 +141,7 @@ def series_style(series: str) -> SeriesStyle:
 
 
 def line_spec(
-    data: pd.DataFrame | Sequence[dict[str, Any]],
+    frame: pd.DataFrame,
     y: str,
     *,
     title: str,
@@ -151,19 +151,16 @@ def line_spec(
     color: str = "series",
     height: int = 220,
     empty: str = "",
-    tooltip: bool = True,
 ) -> dict[str, Any]:
-    """A Vega-Lite chart of `data` (a frame or rows) against epochs: one line per `color`
-    value; a test series dashed; the full test as dots only (a line between two full tests
-    was never measured).
+    """A Vega-Lite chart of `frame` against epochs (Compare runs): one line per `color` value;
+    a test series dashed; the full test as dots only (a line between two full tests was never
+    measured).
 
     `empty` is the chart's text while there is no data, so a chart is never a blank box.
     The browser compiles the whole spec on every update, so the spec holds no expressions:
-    dashes come from a scale and each layer carries its own rows, not a filter. `tooltip`
-    off spares the live charts the hover values' formatting.
+    dashes come from a scale and each layer carries its own rows, not a filter.
     """
-    rows = data.to_dict("records") if isinstance(data, pd.DataFrame) else data
-    values = [row for row in rows if row.get(y) is not None and row[y] == row[y]]  # not NaN
+    values = frame.dropna(subset=[y]).to_dict("records")
     series = list(dict.fromkeys(row[color] for row in values))
     palette = color == "series"
     scale: dict[str, Any] = (
@@ -185,12 +182,11 @@ def line_spec(
             "axis": {"format": "~g" if log_y else ".4~r"},
         },
     }
-    if tooltip:
-        encoding["tooltip"] = [
-            {"field": color, "type": "nominal"},
-            {"field": "epoch", "type": "quantitative", "format": ".3~f"},
-            {"field": y, "type": "quantitative", "format": ".4~g"},
-        ]
+    encoding["tooltip"] = [
+        {"field": color, "type": "nominal"},
+        {"field": "epoch", "type": "quantitative", "format": ".3~f"},
+        {"field": y, "type": "quantitative", "format": ".4~g"},
+    ]
     lines = [row for row in values if not series_style(row[color]).dots_only]
     dots = [row for row in values if series_style(row[color]).dots_only]
     line_series = list(dict.fromkeys(row[color] for row in lines))
