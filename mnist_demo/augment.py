@@ -113,8 +113,8 @@ def distort(
     )
     grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
     coarse = torch.randn(b, 2, 4, 4, device=dev) * (s * warp * 2 / w)  # ~1 px displacements
-    warp = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
-    x = F.grid_sample(x, grid + warp.permute(0, 2, 3, 1), align_corners=False)
+    displacement = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+    x = F.grid_sample(x, grid + displacement.permute(0, 2, 3, 1), align_corners=False)
 
     # Scanners: a low-resolution round trip (10 or 16 px and back) or a hard threshold. Both
     # sides are computed for the whole batch and chosen per image: no data-dependent shapes,
