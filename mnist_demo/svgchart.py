@@ -21,6 +21,7 @@ from html import escape
 from typing import Any, NamedTuple
 
 WIDTH = 400  # viewBox units; the SVG scales to its box (about 1:1 in a desktop column)
+MAX_SCALE = 1.25  # alone in a full-width row it would scale its text 2.5x: capped here
 LEFT, RIGHT, BOTTOM = 52, 12, 34  # room for the y ticks and title, and the x ticks and title
 FONT, SMALL = 11, 10
 CHAR = 0.58 * FONT  # an average glyph's width, for laying out the legend
@@ -125,7 +126,7 @@ def line_chart(
     parts = [
         f'<svg class="marks live-chart" viewBox="0 0 {WIDTH} {total}" width="100%" role="img" '
         f'aria-label="{escape(title)}" style="color:var(--body-text-color,#1f2937);'
-        f'font-family:inherit;font-size:{FONT}px">',
+        f'font-family:inherit;font-size:{FONT}px;max-width:{WIDTH * MAX_SCALE:.0f}px">',
         _text(4, 15, title, font_size=13, font_weight=600, fill="currentColor"),
     ]
     if subtitle:

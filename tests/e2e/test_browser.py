@@ -85,6 +85,8 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
     other.wait_for_function(
         "document.querySelector('#message').innerText.includes('already')", timeout=10_000
     )
+    for chart in ("#loss-plot svg", "#acc-plot svg", "#speed-plot svg"):  # text stays text-sized
+        assert page.locator(chart).bounding_box()["width"] <= 500, f"{chart} is blown up"
     page.screenshot(path=screenshots / "train.png", full_page=True)
 
     page.locator("#stop").click()
