@@ -63,6 +63,10 @@ def client_for(app) -> Client:
     return Client(app.url, verbose=False)
 
 
+class QueueFull(Exception):
+    """The server refused to queue the call (HTTP 503 "Queue is full"): a refusal, not a bug."""
+
+
 class Raw:
     """Plain HTTP to the app, the way a browser (or an attacker without gradio_client) talks."""
 
@@ -83,6 +87,8 @@ class Raw:
         """Join, then read the event stream to the end: (final message, all text received)."""
         session = uuid.uuid4().hex
         joined = self.join(api_name, data, session)
+        if joined.status_code == 503:
+            raise QueueFull(joined.text)
         assert joined.status_code == 200, joined.text
         text = []
         params = {"session_hash": session}
