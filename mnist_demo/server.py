@@ -9,12 +9,14 @@ from typing import Any
 
 import gradio as gr
 from gradio.utils import get_upload_folder
+from starlette.middleware import Middleware
 
 from . import draw_model, guards
 from .job import TrainingJob
 from .predict import Predictor
 from .settings import AppSettings
 from .ui import CSS, THEME, Dashboard, build_app
+from .ui.idle_frames import PageScript
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +89,20 @@ def create(settings: AppSettings) -> tuple[gr.Blocks, Dashboard]:
 
 
 def launch_kwargs(settings: AppSettings) -> dict[str, Any]:
-    """Options every launch uses: looks, upload and body caps, sessions kept, no monitoring.
+    """Options every launch uses: looks, upload and body caps, sessions kept, no monitoring,
+    and the page script that stops hidden status trackers drawing frames (ui/idle_frames.py).
 
     The runs folder may be outside the working directory (a Space's persistent /data): its
     checkpoints, exports and figures are served from there.
     """
+    app = guards.app_kwargs(settings, get_upload_folder())
+    app["middleware"].append(Middleware(PageScript))
     return dict(
         allowed_paths=[str(settings.runs_dir)],
         theme=THEME,
         css=CSS,
         max_file_size=settings.max_file_size,
-        app_kwargs=guards.app_kwargs(settings, get_upload_folder()),
+        app_kwargs=app,
         state_session_capacity=settings.max_sessions,
         enable_monitoring=False,
         footer_links=["api"],

@@ -21,6 +21,14 @@ PHONE = {"width": 390, "height": 844}
 STROKE_SCALE = 80  # px per stroke unit: the digit spans ~150 px of the 280 px canvas
 
 
+# Counts the animation frames the page is given (installed before the page's own scripts).
+COUNT_FRAMES_JS = """(() => { const native = window.requestAnimationFrame.bind(window);
+  window.__frames = 0; window.requestAnimationFrame = (callback) =>
+    native((time) => { window.__frames += 1; callback(time); }); })();"""
+FRAMES_IN_JS = """async (ms) => { const before = window.__frames;
+  await new Promise((done) => setTimeout(done, ms)); return window.__frames - before; }"""
+
+
 def open_app(browser, url: str, viewport=DESKTOP):
     """A new page on the app, once its Train tab is there (`browser` or a browser context)."""
     is_browser = hasattr(browser, "contexts")  # a context has its own viewport already

@@ -62,6 +62,17 @@ def test_saliency_and_feature_maps_follow_the_drawing(live_app, browser, screens
     page.screenshot(path=screenshots / "why.png", full_page=True)
 
 
+# A visible busy tracker's loader animates and its elapsed-time counter counts.
+LOADER_MOVES_JS = """() => {
+  const shown = '[data-testid="status-tracker"]:not(.hide)';
+  const loader = document.querySelector(`${shown} svg g`)?.getAttribute('style');
+  const seconds = [...document.querySelectorAll(`${shown} .progress-text`)]
+    .map((text) => parseFloat((text.innerText.match(/([0-9.]+)s/) || [])[1] || '0'));
+  if (!loader) return false;
+  window.__loader ??= loader;
+  return loader !== window.__loader && Math.max(...seconds) >= 0.3; }"""
+
+
 def test_teaching_a_drawing_changes_its_answer(live_app, browser, screenshots):
     page = open_app(browser, live_app.url)
     page.get_by_role("tab", name="Draw").click()
@@ -75,6 +86,7 @@ def test_teaching_a_drawing_changes_its_answer(live_app, browser, screenshots):
         timeout=10_000,
     )
     page.locator("#teach-tune").click()
+    page.wait_for_function(LOADER_MOVES_JS, timeout=30_000)  # ui/idle_frames.py lets it run
     page.wait_for_function(f"{LABEL_JS} === '7'", timeout=90_000)  # the taught answer
     assert (
         "Reads 1 of your 1 drawings correctly (before: 0)"
