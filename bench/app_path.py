@@ -16,7 +16,6 @@ No browser renders here: bench/dashboard_overhead.py adds a Chromium tab.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -33,27 +32,23 @@ from _env import print_header
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from support import TRAINING_ARGS, free_port  # noqa: E402  (the tests' defaults and ports)
+from support import TRAINING_ARGS, chart_dots, chart_points, free_port  # noqa: E402
 
 from mnist_demo.charts import TEST_ALL  # noqa: E402
 from mnist_demo.ui.common import ACTIVE_TICK  # noqa: E402
 
 
-def chart_values(value: Any) -> list[dict]:
-    """The data rows of a chart in a tick reply (a Vega-Lite spec inside gr.Plot's value)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return []
-    if isinstance(value, dict):
-        rows = value.get("values")
-        if isinstance(rows, list) and all(isinstance(r, dict) for r in rows):
-            return rows
-        return [row for inner in value.values() for row in chart_values(inner)]
-    if isinstance(value, list):
-        return [row for inner in value for row in chart_values(inner)]
-    return []
+def full_test_accuracies(accuracy_chart: Any) -> list[float]:
+    """The full-test accuracies (all 10,000, not the in-epoch sample) on a live accuracy
+    chart sent by a tick: its dots' titles, "<series>: <value> at epoch <x>"."""
+    if not isinstance(accuracy_chart, str):  # skipped in this reply
+        return []
+    prefix = f"{TEST_ALL}: "
+    return [
+        float(t[len(prefix) :].split()[0])
+        for t in chart_dots(accuracy_chart)
+        if t.startswith(prefix)
+    ]
 
 
 def serve(runs_dir: Path, port: int, device: str) -> subprocess.Popen:
@@ -105,16 +100,13 @@ def one_run(url: str, tabs: int, device: str, target: float, timeout: float) -> 
             now = time.monotonic()
             if not clicked[0] or not isinstance(data[0], str) or " · step " not in data[0]:
                 continue  # before a run's first step the charts show the Draw model's curves
-            if [r for r in chart_values(data[1]) if "loss" in r] and "first point" not in seen:
+            loss_chart = data[1] if isinstance(data[1], str) else ""  # else: skipped
+            if chart_points(loss_chart) and "first point" not in seen:
                 seen["first point"] = now - clicked[0]
-            tests = [
-                r
-                for r in chart_values(data[2])
-                if r.get("series") == TEST_ALL and "accuracy" in r  # not the in-epoch sample
-            ]
-            if any(float(r["accuracy"]) >= target for r in tests) and "target" not in seen:
+            tests = full_test_accuracies(data[2])
+            if any(a >= target for a in tests) and "target" not in seen:
                 seen["target"] = now - clicked[0]
-                seen["at"] = max(float(r["accuracy"]) for r in tests)
+                seen["at"] = max(tests)
                 finished.set()
 
     threads = [threading.Thread(target=tab, daemon=True) for _ in range(tabs)]
