@@ -7,8 +7,10 @@ bench/dashboard_overhead.py compares whole runs, and consecutive runs here diffe
 points. Neighbouring windows of one run see the same machine: each watched window is
 compared with the mean of the blank windows just before and after it, which cancels a steady
 drift. The first --settle seconds after each switch are not counted (loading the page is not
-watching it). Each window's rate comes from the run's own step records (step and wall time),
-as the charts draw it.
+watching it). Each window's rate comes from the run's own step records (steps and training
+seconds), as the throughput chart draws it; each window also reports the CPU the hypervisor
+gave other guests meanwhile (/proc/stat's steal: 0.00-0.47 of a core here, changing from one
+window to the next) and the CPU mode the training was in.
 
     python bench/dashboard_toggle.py --runs 2 [--epochs 6 --window 6 --settle 2]
 """
@@ -35,10 +37,18 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
 from support import launch  # noqa: E402  (the same launcher the browser tests use)
 
 
+def stolen_seconds() -> float:
+    """CPU seconds the hypervisor has given other guests so far (/proc/stat's steal)."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def latest_step(job) -> tuple[int, float]:
-    """(step, wall seconds) of the run's latest step record."""
+    """(step, training seconds) of the run's latest step record: the seconds leave out the
+    in-epoch and end-of-epoch tests, which fall into some windows and not others."""
     steps = of_kind(job.snapshot().records, "step")
-    return (steps[-1]["step"], steps[-1]["wall"]) if steps else (0, 0.0)
+    return (steps[-1]["step"], steps[-1]["train_seconds"]) if steps else (0, 0.0)
 
 
 def main() -> None:
@@ -75,9 +85,11 @@ def main() -> None:
                     page.wait_for_selector("#start", timeout=60_000)
                 time.sleep(args.settle)  # the page loads and settles: not counted
                 (step0, wall0), cpu0 = latest_step(job), chromium_cpu_seconds()
+                steal0 = stolen_seconds()
                 began = time.perf_counter()
                 time.sleep(args.window - args.settle)  # the window being measured
                 (step1, wall1), cpu1 = latest_step(job), chromium_cpu_seconds()
+                steal = (stolen_seconds() - steal0) / (time.perf_counter() - began)
                 if job.state.value != "running" or wall1 <= wall0:
                     break  # the run ended inside the window: not a full window
                 batch = first(job.snapshot().records, "start")["config"]["batch_size"]
@@ -85,6 +97,12 @@ def main() -> None:
                 rates[watched].append(rate)
                 chromium[watched].append((cpu1 - cpu0) / (time.perf_counter() - began))
                 windows.append((watched, rate))
+                mode = of_kind(job.snapshot().records, "step")[-1].get("parallel", "-")
+                print(
+                    f"  {'watched' if watched else 'blank  '} {rate:,.0f} images/s, {mode}, "
+                    f"Chromium {chromium[watched][-1]:.2f} cores, stolen {steal:.2f} cores",
+                    flush=True,
+                )
                 if len(windows) >= 3 and windows[-2][0] and not windows[-1][0]:
                     (_, before), (_, seen), (_, after) = windows[-3:]
                     costs.append(100 * (1 - 2 * seen / (before + after)))
