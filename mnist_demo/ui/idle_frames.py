@@ -5,9 +5,9 @@ two `requestAnimationFrame` loops while its status is "pending" and never stops 
 is unmounted: the page's own "Loading..." tracker is pending when the app mounts, so every
 open tab draws 60-120 animation frames a second forever, and each poll of the Train tab
 starts one more loop per output whose progress is hidden. Measured with headless Chromium
-on this 2-core machine: a page with one Markdown costs 0.085-0.087 of a core idle (a static
-page 0.004); our Train tab 0.14-0.15 idle and 0.21-0.24 during a run. With the script below:
-0.002-0.004, 0.05-0.10 and 0.15-0.16 (bench/dashboard_overhead.py measures the run).
+on this 2-core machine (BENCHMARKS.md, ninth session): a page with one Markdown costs
+0.085-0.087 of a core idle (a static page 0.004); our Train tab 0.11-0.13 idle and 0.21-0.25
+while it watches a run. With the script below: 0.03-0.04 idle, 0.15-0.18 watching.
 
 The script wraps `requestAnimationFrame`: while no tracker on the page is both visible and
 busy, a frame callback whose chain began in Gradio's status tracker is not run. The

@@ -63,7 +63,7 @@ def test_drawn_digits_are_recognised(live_app, browser, screenshots):
 def test_an_idle_tab_draws_no_animation_frames(live_app, browser):
     """Gradio's status trackers leave animation loops running (60-120 frames a second,
     ~0.09 of a core in headless Chromium per idle tab); ui/idle_frames.py stops the hidden
-    ones. Measured here after the first second (Gradio animates the page it mounts): 235-240
+    ones. Measured here after the first second (Gradio animates the page it mounts): 235-255
     frames in 2 s without it, 4-8 with it (a poll's hidden trackers ask for one each)."""
     context = browser.new_context(viewport=DESKTOP)
     context.add_init_script(COUNT_FRAMES_JS)  # runs before the app's page script
