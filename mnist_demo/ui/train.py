@@ -372,9 +372,10 @@ class TrainTab:
         SVG when they moved since `seen` (the key this tab last got back, as sent), the key
         to send next time and the seconds to wait.
 
-        Measured in headless Chromium on this 2-core machine, one Train tab watching the
-        default run (bench/dashboard_overhead.py): the gr.Timer poll that fed four components
-        cost the browser 0.14-0.18 of a core, this one  XXX.
+        Measured in headless Chromium on this 2-core machine, one Train tab watching a run
+        (bench/dashboard_toggle.py, BENCHMARKS.md ninth session): the gr.Timer poll that fed
+        the four components cost the browser 0.13-0.14 of a core and the training a median
+        12.3% of its images/s (12 watched windows); this one 0.085-0.095 and 7.0% (13).
         """
         view = self.tick(parse_key(seen))
         moved = view.seen_key != gr.skip()
