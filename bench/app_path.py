@@ -2,7 +2,7 @@
 
 The app runs alone in its own process (`python app.py`, as on a Space or with ./run.sh);
 `--tabs N` simulated tabs poll the Train tab over HTTP at the page's own interval, sending
-the browser's request (POST /gradio_api/run/tick with a session); the first tab clicks
+the page's own request (POST /gradio_api/component_server, ui/live.py); the first tab clicks
 Start with the Train tab's defaults through the public API. A time is taken when a tab's
 reply first carries a point on the loss chart, and when it first carries a full-test
 accuracy (all 10,000 images, not the in-epoch sample) >= the target on the accuracy chart:
@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +31,10 @@ from _env import print_header
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from support import TRAINING_ARGS, chart_dots, chart_points, free_port  # noqa: E402
+from _tab import PageTab, full_test_accuracies  # noqa: E402
+from support import TRAINING_ARGS, chart_points, free_port  # noqa: E402  (tests' helpers)
 
-from mnist_demo.charts import TEST_ALL  # noqa: E402
 from mnist_demo.ui.common import ACTIVE_TICK  # noqa: E402
-
-
-def full_test_accuracies(accuracy_chart: Any) -> list[float]:
-    """The full-test accuracies (all 10,000, not the in-epoch sample) on a live accuracy
-    chart sent by a tick: its dots' titles, "<series>: <value> at epoch <x>"."""
-    if not isinstance(accuracy_chart, str):  # skipped in this reply
-        return []
-    prefix = f"{TEST_ALL}: "
-    return [
-        float(t[len(prefix) :].split()[0])
-        for t in chart_dots(accuracy_chart)
-        if t.startswith(prefix)
-    ]
 
 
 def serve(runs_dir: Path, port: int, device: str) -> subprocess.Popen:
@@ -79,35 +65,33 @@ def wait_up(url: str, process: subprocess.Popen, timeout: float = 300) -> float:
 
 
 def one_run(url: str, tabs: int, device: str, target: float, timeout: float) -> dict[str, Any]:
-    config = httpx.get(url + "config", timeout=30).json()
-    tick = next(i for i, dep in enumerate(config["dependencies"]) if dep.get("api_name") == "tick")
     seen: dict[str, float] = {}
     finished = threading.Event()
     clicked = [0.0]
     errors: list[str] = []
 
     def tab() -> None:
-        client = httpx.Client(base_url=url, timeout=60)
-        body = dict(data=[None, None], fn_index=tick, session_hash=uuid.uuid4().hex[:11])
-        while not finished.wait(ACTIVE_TICK):
+        page = PageTab(url)
+        wait = ACTIVE_TICK
+        while not finished.wait(wait):
             try:
-                reply = client.post("gradio_api/run/tick", json=body)
-                reply.raise_for_status()
-                data = reply.json()["data"]
+                reply = page.poll()
             except (httpx.HTTPError, KeyError, ValueError) as err:
                 errors.append(repr(err))
                 continue
+            wait = reply["every"]
             now = time.monotonic()
-            if not clicked[0] or not isinstance(data[0], str) or " · step " not in data[0]:
+            charts = reply["charts"]
+            if not clicked[0] or not charts or " · step " not in (reply["status"] or ""):
                 continue  # before a run's first step the charts show the Draw model's curves
-            loss_chart = data[1] if isinstance(data[1], str) else ""  # else: skipped
-            if chart_points(loss_chart) and "first point" not in seen:
+            if chart_points(charts[0]) and "first point" not in seen:
                 seen["first point"] = now - clicked[0]
-            tests = full_test_accuracies(data[2])
+            tests = full_test_accuracies(charts[1])  # not the in-epoch sample
             if any(a >= target for a in tests) and "target" not in seen:
                 seen["target"] = now - clicked[0]
                 seen["at"] = max(tests)
                 finished.set()
+        page.close()
 
     threads = [threading.Thread(target=tab, daemon=True) for _ in range(tabs)]
     for thread in threads:

@@ -2,10 +2,13 @@
 while N simulated tabs poll the dashboard at the real interval (no browser, so no rendering
 on these cores), interleaved in one process.
 
-Each simulated tab polls every ACTIVE_TICK seconds, as a browser tab's timer does; a tab that
-holds no drawing fires nothing else. By default it calls `Dashboard.tick` directly; with
-`--http` it sends the browser's own request (POST /gradio_api/run/tick with its session) to
-the app served on 127.0.0.1, so Gradio's routing, state and JSON encoding are counted too.
+Each simulated tab polls as a browser tab's page does (ui/live.py): the status line and charts
+at the interval each answer gives (ACTIVE_TICK during a run), and every WATCH_TICK the slower
+Gradio poll of the per-epoch and per-run views; a tab that holds no drawing fires nothing
+else. By default it calls `TrainTab.poll` and `TrainTab.watch` directly; with `--http` it
+sends the browser's own requests (POST /gradio_api/component_server and
+/gradio_api/run/watch, with its session) to the app served on 127.0.0.1, so Gradio's routing,
+state and JSON encoding are counted too.
 Rounds alternate which comes first (watched/unwatched, then unwatched/watched, ...): this
 machine drifts by up to 40%, and a single comparison swings by +-20 points, so the cost is
 the median of the rounds' paired costs.
@@ -20,20 +23,20 @@ import statistics
 import sys
 import tempfile
 import threading
-import uuid
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 from _env import print_header
 
 from mnist_demo import server
 from mnist_demo.records import first, is_kind, of_kind
 from mnist_demo.settings import AppSettings
 from mnist_demo.training import config_from_preset
-from mnist_demo.ui.common import ACTIVE_TICK
+from mnist_demo.ui.common import ACTIVE_TICK, WATCH_TICK
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from _tab import PageTab  # noqa: E402
 from support import launch  # noqa: E402  (the launcher the browser tests use)
 
 
@@ -59,29 +62,36 @@ def main() -> None:
     if args.http:
         app = launch(runs_dir)
         dashboard = app.dashboard
-        tick_index = next(i for i, fn in app.demo.fns.items() if fn.api_name == "tick")
+        watch_index = next(i for i, fn in app.demo.fns.items() if fn.api_name == "watch")
     else:
         app, (_, dashboard) = None, server.create(AppSettings(runs_dir=runs_dir))
 
-    def direct_poll() -> Callable[[], bool]:
-        seen = None
+    def direct_poll() -> Callable[[], tuple[bool, float]]:
+        seen, watched, watch_at = None, None, time.monotonic()
 
-        def poll() -> bool:
-            nonlocal seen
-            out = dashboard.train.tick(seen)
-            moved, seen = out[-1] != seen, out[-1]
-            return moved
+        def poll() -> tuple[bool, float]:
+            """The page's poll and, every WATCH_TICK, the slower Gradio one, as a browser
+            tab sends them: (was the status redrawn, seconds to the next poll)."""
+            nonlocal seen, watched, watch_at
+            answer = dashboard.train.poll(seen)
+            seen = answer["key"] or seen
+            if time.monotonic() >= watch_at:
+                watched, watch_at = dashboard.train.watch(watched).seen_key, watch_at + WATCH_TICK
+            return answer["status"] is not None, answer["every"]
 
         return poll
 
-    def http_poll() -> Callable[[], bool]:
-        client = httpx.Client(base_url=app.url, timeout=30)
-        body = dict(data=[None, None], fn_index=tick_index, session_hash=uuid.uuid4().hex[:11])
+    def http_poll() -> Callable[[], tuple[bool, float]]:
+        page, watch_at = PageTab(app.url), time.monotonic()
+        body = dict(data=[None, None], fn_index=watch_index, session_hash=page.session)
 
-        def poll() -> bool:
-            reply = client.post("gradio_api/run/tick", json=body)
-            reply.raise_for_status()
-            return isinstance(reply.json()["data"][0], str)  # the status line, not a skip
+        def poll() -> tuple[bool, float]:
+            nonlocal watch_at
+            answer = page.poll()
+            if time.monotonic() >= watch_at:  # Gradio keeps this one's key in the session
+                page.client.post("gradio_api/run/watch", json=body).raise_for_status()
+                watch_at += WATCH_TICK
+            return answer["status"] is not None, answer["every"]
 
         return poll
 
@@ -94,9 +104,10 @@ def main() -> None:
         redraws = [0] * tabs
 
         def tab(i: int) -> None:
-            poll = http_poll() if args.http else direct_poll()
-            while not done.wait(ACTIVE_TICK):
-                redraws[i] += poll()
+            poll, wait = http_poll() if args.http else direct_poll(), ACTIVE_TICK
+            while not done.wait(wait):
+                redrawn, wait = poll()
+                redraws[i] += redrawn
 
         threads = [threading.Thread(target=tab, args=(i,)) for i in range(tabs)]
         for t in threads:

@@ -21,6 +21,9 @@ from ..training import ConfigError
 # tab less than 0.3 s did: 5,232-5,621 vs 4,359-4,894 images/s, click to 99% 14.4-15.0 vs
 # 15.9-17.4 s (bench/dashboard_overhead.py --tabs 1, interleaved, idle 2-core machine).
 ACTIVE_TICK, IDLE_TICK = 0.45, 2.0
+# Seconds between the Train tab's slower Gradio poll while a run is live: per-epoch and per-run
+# views (figure, downloads) and the Draw tab's re-scoring follow within this (ui/live.py).
+WATCH_TICK = 1.0
 DRAW_TICK = 1.0  # seconds between re-scoring the drawing with live weights
 ACTIVE_STATES = frozenset(state.value for state in ACTIVE)  # as snapshots spell them
 PNG = "png"  # the Draw tab's images: 3x faster to encode than Gradio's default WebP
@@ -43,7 +46,7 @@ CSS = """
 .prob-row.top { font-weight: 600; }
 #status { font-variant-numeric: tabular-nums; }
 /* The live charts and the figure: side by side while each gets 300 px, else one per line. */
-.chart-row { flex-wrap: wrap !important; }
+.chart-row { display: flex; gap: var(--layout-gap); flex-wrap: wrap !important; }
 .chart-row > * { flex: 1 1 300px !important; min-width: min(300px, 100%) !important; }
 /* Small galleries: tiles keep their size (Gradio stretches a lone image to the full width,
    cropping it and hiding its caption). */

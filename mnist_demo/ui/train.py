@@ -7,6 +7,7 @@ its events. The per-digit view and the run comparison sit in this tab but belong
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -29,12 +30,13 @@ from ..training import (
     available_devices,
     config_from_preset,
 )
-from . import explore
+from . import explore, live
 from .common import (
     ACTIVE_STATES,
     ACTIVE_TICK,
     IDLE_TICK,
     PRIVATE,
+    WATCH_TICK,
     Components,
     as_float,
     as_int,
@@ -123,6 +125,38 @@ class TickKey(NamedTuple):
     charted_at: float = -math.inf  # when those charts were sent (TrainTab.clock)
 
 
+def encode_key(key: TickKey) -> str:
+    """A TickKey for the page to keep and send back (JSON; -inf spelt as JSON allows)."""
+    return json.dumps(list(key))
+
+
+def parse_key(sent: Any) -> TickKey | None:
+    """The TickKey a page sent back, or None for anything else (a new tab, a stale or
+    forged key): the next poll then answers everything."""
+    try:
+        fields = json.loads(sent) if isinstance(sent, str) and len(sent) < 4096 else None
+    except ValueError:
+        return None
+    if not isinstance(fields, list) or len(fields) != len(TickKey._fields):
+        return None
+    types = (
+        (int, type(None)),
+        int,
+        str,
+        str,
+        int,
+        int,
+        int,
+        int,
+        (int, float),
+    )
+    if not all(
+        isinstance(f, t) and not isinstance(f, bool) for f, t in zip(fields, types, strict=True)
+    ):
+        return None
+    return TickKey(*fields)
+
+
 def _milestone_since(records: list, charted: int) -> bool:
     """Did a record a visitor waits for arrive after the first `charted` records: the run's
     first step (the charts leave the Draw model's curves) or a full test of 10,000 images?"""
@@ -133,7 +167,8 @@ def _milestone_since(records: list, charted: int) -> bool:
 
 
 class TickView(NamedTuple):
-    """The poll's outputs: few, since each costs per poll even when skipped."""
+    """What a tab's polls get (`TrainTab.tick`): `poll` sends the first four to the page,
+    `watch` the rest as Gradio outputs (`WatchView`)."""
 
     status: Any
     loss_plot: Any
@@ -143,6 +178,15 @@ class TickView(NamedTuple):
     epoch_key: Any  # its change runs epoch_views
     job_key: Any  # its change runs job_views
     seen_key: Any  # the TickKey this tab has now seen
+
+
+class WatchView(NamedTuple):
+    """The slow timer's outputs: what follows Gradio events (the page polls the rest)."""
+
+    draw_timer: Any
+    epoch_key: Any
+    job_key: Any
+    seen_key: Any
 
 
 class LiveCharts(NamedTuple):
@@ -253,15 +297,17 @@ class TrainTab:
 
     # --- the dashboard's poll -----------------------------------------------------------------
 
-    def tick(self, seen: TickKey | None, drawing: Any = None) -> TickView:
-        """The poll: status line and charts when the job moved since this tab last looked.
+    def tick(
+        self, seen: TickKey | None, drawing: Any = None, *, with_charts: bool = True
+    ) -> TickView:
+        """What moved since a tab last looked: status line and charts (the page's `poll`
+        sends those), and the keys and the draw timer (the slower `watch` sends those;
+        `with_charts=False` there, so it never builds charts it does not send).
 
-        Each output costs per poll, even a skipped one: Gradio rebuilds a skipped component
-        and its config on the server (~0.3-2 ms each) and the browser re-renders what is
-        sent. So the poll has few outputs, and what changes once per epoch (figure,
-        per-digit view) or per run state (message, downloads, runs, poll interval) follows
-        the hidden epoch_key and job_key in their own change events. `drawing` is the tab's
-        28x28 drawing, if any: only then is there something for the draw timer to re-score.
+        What changes once per epoch (figure, per-digit view) or per run state (message,
+        downloads, runs, poll interval) follows the hidden epoch_key and job_key in their
+        own change events. `drawing` is the tab's 28x28 drawing, if any: only then is there
+        something for the draw timer to re-score.
         """
         snap = self.job.snapshot()
         records = snap.records
@@ -278,7 +324,7 @@ class TrainTab:
         idle = not of_kind(records, "step")
         active = snap.state in ACTIVE_STATES
         now = self.clock()
-        charts_moved = (
+        charts_moved = with_charts and (
             seen is None
             or seen.run_id != key.run_id
             or (idle and seen.weights != key.weights)  # the Draw model's curves are shown
@@ -295,7 +341,7 @@ class TrainTab:
         )
         if charts_moved:
             key = key._replace(charted=key.n_records, charted_at=now)
-        else:
+        elif seen is not None:
             key = key._replace(charted=seen.charted, charted_at=seen.charted_at)
         if seen == key:
             return skip_all(TickView)
@@ -314,6 +360,33 @@ class TrainTab:
             + ("" if active else f"/w{key.weights}"),
             seen_key=key,
         )
+
+    def watch(self, seen: TickKey | None, drawing: Any = None) -> WatchView:
+        """The slow timer: the keys whose changes run epoch_views and job_views, and the
+        Draw tab's re-scoring timer (the status line and charts come from `poll`)."""
+        view = self.tick(seen, drawing, with_charts=False)
+        return WatchView(view.draw_timer, view.epoch_key, view.job_key, view.seen_key)
+
+    def poll(self, seen: Any) -> dict[str, Any]:
+        """The page's own poll (ui/live.py): the status line as HTML and the three charts'
+        SVG when they moved since `seen` (the key this tab last got back, as sent), the key
+        to send next time and the seconds to wait.
+
+        Measured in headless Chromium on this 2-core machine, one Train tab watching a run
+        (bench/dashboard_toggle.py, BENCHMARKS.md ninth session): the gr.Timer poll that fed
+        the four components cost the browser 0.13-0.14 of a core and the training a median
+        12.3% of its images/s (12 watched windows); this one 0.085-0.095 and 7.0% (13).
+        """
+        view = self.tick(parse_key(seen))
+        moved = view.seen_key != gr.skip()
+        charts_sent = moved and view.loss_plot != gr.skip()
+        active = self.job.snapshot().state in ACTIVE_STATES
+        return {
+            "key": encode_key(view.seen_key) if moved else None,
+            "status": live.markdown_line_html(view.status) if moved else None,
+            "charts": [view.loss_plot, view.acc_plot, view.speed_plot] if charts_sent else None,
+            "every": ACTIVE_TICK if active else IDLE_TICK,
+        }
 
     def _shared_live_charts(self, key: TickKey, records: list) -> LiveCharts:
         """live_charts, built once per record count (and idle weights) for every tab: tabs
@@ -447,7 +520,7 @@ class TrainTab:
             csv_download=gr.DownloadButton(value=exports.get("csv"), visible="csv" in exports),
             png_download=gr.DownloadButton(value=exports.get("png"), visible="png" in exports),
             **history._asdict(),
-            train_timer=gr.Timer(value=ACTIVE_TICK if snap.state in ACTIVE_STATES else IDLE_TICK),
+            train_timer=gr.Timer(value=WATCH_TICK if snap.state in ACTIVE_STATES else IDLE_TICK),
         )
 
 
@@ -534,14 +607,21 @@ def build(c: Components, tab: TrainTab, settings: AppSettings) -> None:
                 label="Access token", type="password", visible=settings.training == "token"
             )
         with gr.Column(scale=3, elem_id="train-views"):
-            c.status = gr.Markdown("**Idle**", elem_id="status")
-            with gr.Row(elem_classes="chart-row"):  # wraps: one chart per line on a phone
-                # SVG drawn here (charts.line_svg): a log loss axis, dashes and dots per
-                # series, at a fraction of the browser's cost of a Vega chart (svgchart.py)
-                c.loss_plot = gr.HTML(elem_id="loss-plot", label="Loss", js_on_load=None)
-                c.acc_plot = gr.HTML(elem_id="acc-plot", label="Accuracy", js_on_load=None)
+
+            def poll(seen: Any) -> dict[str, Any]:  # Gradio marks it: a function, not a method
+                return tab.poll(seen)
+
+            # the status line and the charts (SVG drawn here, svgchart.py), which the page
+            # polls itself (ui/live.py); the chart rows wrap: one chart per line on a phone
+            c.live = gr.HTML(
+                live.SKELETON,
+                js_on_load=live.poll_js(IDLE_TICK),
+                server_functions=[poll],
+                elem_id="live",
+                padding=False,
+            )
             with gr.Row(elem_classes="chart-row"):
-                c.speed_plot = gr.HTML(elem_id="speed-plot", label="Throughput", js_on_load=None)
+                c.speed_plot = gr.HTML(live.SPEED_SKELETON, elem_id="speed-plot", padding=False)
                 c.figure = gr.Image(  # its title is in the PNG: nothing drawn over it
                     label="The tutorial's figure",
                     show_label=False,
@@ -594,8 +674,8 @@ def build(c: Components, tab: TrainTab, settings: AppSettings) -> None:
 def wire_poll(c: Components, demo: gr.Blocks, tab: TrainTab) -> None:
     """The poll and the two views it triggers (after both tabs exist: it wakes the Draw tab)."""
     c.train_timer.tick(  # no queue: one plain request per poll, no event stream
-        tab.tick, [c.seen_key, c.image28], outputs(TickView, c), queue=False, **PRIVATE
+        tab.watch, [c.seen_key, c.image28], outputs(WatchView, c), queue=False, **PRIVATE
     )
-    demo.load(lambda: tab.tick(None), None, outputs(TickView, c), **PRIVATE)
+    demo.load(lambda: tab.watch(None), None, outputs(WatchView, c), **PRIVATE)
     c.epoch_key.change(tab.epoch_views, None, outputs(EpochView, c), **PRIVATE)
     c.job_key.change(tab.job_views, None, outputs(JobView, c), **PRIVATE)

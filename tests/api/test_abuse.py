@@ -163,6 +163,23 @@ def test_no_editor_or_mcp_routes_are_open(raw):
     assert raw.get("gradio_api/mcp/schema").status_code == 404
 
 
+@pytest.mark.parametrize("key", [None, "garbage", "[" * 100_000, {"run_id": 1}, [1] * 9, 1e308])
+def test_the_pages_poll_answers_any_key_it_is_sent(raw, key):
+    """The Train tab's page polls /component_server with the key it was last given
+    (ui/live.py); a forged or stale one gets a full answer, never an error."""
+    config = raw.get("config").json()
+    live = next(c["id"] for c in config["components"] if c["props"].get("elem_id") == "live")
+    body = {"data": key, "component_id": live, "fn_name": "poll", "session_hash": "poller"}
+    answer = raw.http.post("gradio_api/component_server", json=body)
+    assert answer.status_code == 200, answer.text[:300]
+    reply = answer.json()
+    assert "Idle" in reply["status"] and len(reply["charts"]) == 3 and reply["key"]
+    again = raw.http.post("gradio_api/component_server", json={**body, "data": reply["key"]})
+    assert again.json()["status"] is None, "nothing moved since"
+    body["fn_name"] = "tick"  # only the functions the component declares
+    assert raw.http.post("gradio_api/component_server", json=body).status_code == 404
+
+
 # --- training switched off ----------------------------------------------------------------------
 
 

@@ -37,7 +37,8 @@ from mnist_demo.training import Control, TrainResult
 from mnist_demo.ui import Dashboard
 from mnist_demo.ui.common import IDLE_TICK
 from mnist_demo.ui.draw import NO_DIGIT, drawing_key
-from mnist_demo.ui.train import CHART_SECONDS, TickKey, TrainTab, wake_rescoring
+from mnist_demo.ui.live import markdown_line_html
+from mnist_demo.ui.train import CHART_SECONDS, TickKey, TrainTab, parse_key, wake_rescoring
 
 BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
 ARGS = dict(preset="fast", **TRAINING_ARGS)
@@ -754,6 +755,45 @@ def test_a_poll_after_new_records_redraws_the_status_and_charts_only(dashboard, 
     paused = dashboard.train.tick(key._replace(state="paused"))
     charts = (paused.loss_plot, paused.acc_plot, paused.speed_plot)
     assert all(chart == gr.skip() for chart in charts), "no new records: charts stay"
+
+
+def test_the_pages_own_poll_sends_status_and_charts_once_then_only_what_moved(dashboard):
+    """TrainTab.poll (ui/live.py): the page keeps the key it got back and sends it again."""
+    first = dashboard.train.poll(None)
+    assert "<strong>Idle</strong>" in first["status"] and len(first["charts"]) == 3
+    assert all(svg.startswith("<svg") for svg in first["charts"])
+    assert first["every"] == IDLE_TICK
+    again = dashboard.train.poll(first["key"])
+    assert again["key"] is again["status"] is again["charts"] is None, "nothing moved"
+    key = parse_key(first["key"])
+    assert key is not None and key.charted == key.n_records, "the charts it drew"
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        None,
+        "",
+        "not json",
+        "[1, 2]",
+        '{"run_id": 1}',
+        '[null, 0, "idle", "", 0, 1, 0, "x", 0.0]',  # a field of the wrong type
+        '[true, 0, "idle", "", 0, 1, 0, 0, 0.0]',
+        "[" * 5000,  # longer than any key
+        17,
+        ["a", "list"],
+    ],
+)
+def test_a_forged_or_stale_poll_key_gets_a_full_answer_not_an_error(dashboard, sent):
+    reply = dashboard.train.poll(sent)
+    assert reply["status"] is not None and reply["key"] is not None
+    assert parse_key(sent) is None
+
+
+def test_the_poll_status_line_is_escaped_html():
+    assert markdown_line_html("**Running** · <b>x</b> & y") == (
+        "<p><strong>Running</strong> · &lt;b&gt;x&lt;/b&gt; &amp; y</p>"
+    )
 
 
 class FakeClock:
