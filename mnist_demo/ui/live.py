@@ -28,6 +28,10 @@ SPEED_CHART = "#speed-plot .live-chart"
 
 # `element` and `server` are given by gr.HTML's js_on_load. A failed poll (the server
 # restarting, a network blip) is retried at the idle pace; a hidden tab polls at that pace.
+# Until every chart's element is mounted the key is not kept, so the next poll sends all of
+# them again (the first poll can answer before the throughput chart's gr.HTML is mounted). A
+# chart whose SVG did not change (an idle tab's charts when only the status line moved) is not
+# rewritten: the browser would parse and lay it out again for nothing.
 POLL_JS = """
 const status = element.querySelector('#status');
 const charts = () => [element.querySelector('#loss-plot'), element.querySelector('#acc-plot'),
@@ -37,12 +41,20 @@ async function poll() {
   let wait = %(idle)s;
   try {
     const reply = await server.poll(key);
-    key = reply.key ?? key;
     wait = document.hidden ? Math.max(reply.every, %(idle)s) : reply.every;
     if (reply.status !== null) status.innerHTML = reply.status;
-    if (reply.charts) charts().forEach((chart, i) => {
-      if (chart) chart.innerHTML = reply.charts[i];
-    });
+    const targets = charts();
+    if (reply.charts && targets.includes(null)) {
+      wait = Math.min(wait, 0.2);
+    } else {
+      key = reply.key ?? key;
+      if (reply.charts) targets.forEach((chart, i) => {
+        if (chart.__drawn !== reply.charts[i]) {
+          chart.innerHTML = reply.charts[i];
+          chart.__drawn = reply.charts[i];
+        }
+      });
+    }
   } finally {
     setTimeout(poll, wait * 1000);
   }

@@ -38,6 +38,18 @@ def open_app(browser, url: str, viewport=DESKTOP):
     return page
 
 
+# Widths of elements measured in one script: a live chart's <svg> is replaced on every poll,
+# so a box asked for in two steps (find, then measure) can belong to one already gone.
+WIDTHS_JS = """(selectors) => selectors.map((s) => {
+  const element = document.querySelector(s);
+  return element ? element.getBoundingClientRect().width : null; })"""
+
+
+def widths(page, selectors: list[str]) -> dict[str, float | None]:
+    """Each selector's current width in px (None where nothing matches)."""
+    return dict(zip(selectors, page.evaluate(WIDTHS_JS, selectors), strict=True))
+
+
 def canvas_centre(page) -> tuple[float, float]:
     box = page.locator("#drawpad canvas").bounding_box()
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2

@@ -18,10 +18,19 @@ from pages import (
     last_round_trip,
     open_app,
     watch_round_trips,
+    widths,
 )
 from support import TRAINING_ARGS
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def no_run_left_behind(live_app):
+    """Each test starts with no run going, even after one that failed mid-run."""
+    yield
+    live_app.dashboard.job.stop()
+    assert live_app.dashboard.job.wait(30), "the run did not stop"
 
 
 def test_drawn_digits_are_recognised(live_app, browser, screenshots):
@@ -86,7 +95,7 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
     page.wait_for_function(
         f"document.querySelector('#status').innerText !== {json.dumps(first)}", timeout=10_000
     )
-    page.wait_for_selector("#loss-plot svg.marks", timeout=15_000)  # the Vega chart
+    page.wait_for_selector("#loss-plot svg.marks", timeout=15_000)  # the first chart drawn
 
     other = browser.new_context().new_page()  # a second visitor, opened mid-run
     other.set_viewport_size(DESKTOP)
@@ -102,8 +111,12 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
     other.wait_for_function(
         "document.querySelector('#message').innerText.includes('already')", timeout=10_000
     )
-    for chart in ("#loss-plot svg", "#acc-plot svg", "#speed-plot svg"):  # text stays text-sized
-        assert page.locator(chart).bounding_box()["width"] <= 500, f"{chart} is blown up"
+    charts = ("#loss-plot svg", "#acc-plot svg", "#speed-plot svg")
+    page.wait_for_function(  # each chart drawn at least once (the page polls them)
+        f"{json.dumps(charts)}.every((s) => document.querySelector(s))", timeout=15_000
+    )
+    for chart, width in widths(page, charts).items():  # text stays text-sized
+        assert 0 < width <= 500, f"{chart} is {width}px wide"
     page.screenshot(path=screenshots / "train.png", full_page=True)
 
     page.locator("#stop").click()
