@@ -42,12 +42,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error(str(err))  # one line and exit code 2, before anything starts
     if args.device not in available_devices():
         parser.error(f"--device {args.device}: choose from {', '.join(available_devices())}")
-    demo, _ = server.create(app_settings)
+    demo, dashboard = server.create(app_settings)
     demo.launch(
         server_name=args.host,
         server_port=args.port,
         share=args.share,
-        **server.launch_kwargs(app_settings),
+        **server.launch_kwargs(app_settings, dashboard),
     )
 
 

@@ -17,6 +17,7 @@ from .predict import Predictor
 from .settings import AppSettings
 from .ui import CSS, THEME, Dashboard, build_app
 from .ui.idle_frames import PageScript
+from .ui.live import LiveStream
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +89,18 @@ def create(settings: AppSettings) -> tuple[gr.Blocks, Dashboard]:
     return demo, dashboard
 
 
-def launch_kwargs(settings: AppSettings) -> dict[str, Any]:
+def launch_kwargs(settings: AppSettings, dashboard: Dashboard) -> dict[str, Any]:
     """Options every launch uses: looks, upload and body caps, sessions kept, no monitoring,
-    and the page script that stops hidden status trackers drawing frames (ui/idle_frames.py).
+    the page script that stops hidden status trackers drawing frames (ui/idle_frames.py) and
+    the Train tab's live stream (ui/live.py).
 
     The runs folder may be outside the working directory (a Space's persistent /data): its
     checkpoints, exports and figures are served from there.
     """
     app = guards.app_kwargs(settings, get_upload_folder())
     app["middleware"].append(Middleware(PageScript))
+    stream = Middleware(LiveStream, poll=dashboard.train.poll, max_streams=settings.live_streams)
+    app["middleware"].append(stream)
     return dict(
         allowed_paths=[str(settings.runs_dir)],
         theme=THEME,

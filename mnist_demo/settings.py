@@ -42,6 +42,7 @@ class AppSettings:
     cache_size: str = "2gb"  # uploads and outputs kept on disk; uploads beyond are refused
     session_idle_seconds: float = 1800.0  # a visitor's state is freed after this long unseen
     max_sessions: int = 2000  # sessions kept at most (Gradio's own default is 10,000)
+    live_streams: int = 64  # Train tabs streamed at once (ui/live.py); beyond, they poll
 
     def may_share(self, token: str | None) -> bool:
         """May this visitor's fine-tune replace everyone's Draw model? Only with training rights."""
@@ -127,4 +128,5 @@ def from_env(env: dict[str, str] | None = None) -> AppSettings:
         cache_size=_size(env, "MNIST_DEMO_CACHE_SIZE", "500mb" if public else "2gb"),
         session_idle_seconds=_number(env, "MNIST_DEMO_SESSION_IDLE_SECONDS", 1800, 10),
         max_sessions=_integer(env, "MNIST_DEMO_MAX_SESSIONS", 2000, 10),
+        live_streams=_integer(env, "MNIST_DEMO_LIVE_STREAMS", 64, 0),
     )

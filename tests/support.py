@@ -98,7 +98,7 @@ def launch(runs_dir: Path, settings: AppSettings | None = None, **overrides) -> 
         server_port=port,
         prevent_thread_lock=True,
         quiet=True,
-        **server.launch_kwargs(settings),
+        **server.launch_kwargs(settings, dashboard),
     )
     return LiveApp(f"http://127.0.0.1:{port}/", dashboard, demo)
 

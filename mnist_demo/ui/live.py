@@ -16,8 +16,19 @@ each poll answers only what moved; the server says how long to wait before the n
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
+import json
+import logging
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .common import ACTIVE_TICK
+
+log = logging.getLogger(__name__)
 
 # The elements the poll writes into (the ids are the ones the charts had as components). The
 # throughput chart is a gr.HTML of its own, beside the tutorial's figure in the next row.
@@ -25,50 +36,174 @@ SKELETON = """<div id="status"></div>
 <div class="chart-row"><div id="loss-plot"></div><div id="acc-plot"></div></div>"""
 SPEED_SKELETON = '<div class="live-chart"></div>'
 SPEED_CHART = "#speed-plot .live-chart"
+STREAM_URL = "live/stream"  # relative to the page, so it follows a Space's or proxy's prefix
 
-# `element` and `server` are given by gr.HTML's js_on_load. A failed poll (the server
-# restarting, a network blip) is retried at the idle pace; a hidden tab polls at that pace.
-# Until every chart's element is mounted the key is not kept, so the next poll sends all of
-# them again (the first poll can answer before the throughput chart's gr.HTML is mounted). A
-# chart whose SVG did not change (an idle tab's charts when only the status line moved) is not
-# rewritten: the browser would parse and lay it out again for nothing.
+# `element` and `server` are given by gr.HTML's js_on_load. The page first opens the stream
+# (`LiveStream`); if it cannot (no stream on this server, or all its streams in use) it polls
+# `TrainTab.poll` through the server function instead. A failed poll (the server restarting,
+# a network blip) is retried at the idle pace. A hidden tab closes its stream and polls at the
+# idle pace; shown again, it opens a new stream (which answers everything first). Polls start
+# `every` seconds apart, the round trip included, so a slow reply does not stretch the period.
+# Nothing starts before every chart's element is mounted (the first answer could come before
+# the throughput chart's gr.HTML exists). A chart whose SVG did not change is not rewritten.
 POLL_JS = """
 const status = element.querySelector('#status');
 const charts = () => [element.querySelector('#loss-plot'), element.querySelector('#acc-plot'),
   document.querySelector('%(speed)s')];
-let key = null;
+let key = null, source = null, streams = true, timer = null;
+function show(reply) {
+  if (reply.status !== null) status.innerHTML = reply.status;
+  if (reply.charts) charts().forEach((chart, i) => {
+    if (chart.__drawn !== reply.charts[i]) {
+      chart.innerHTML = reply.charts[i];
+      chart.__drawn = reply.charts[i];
+    }
+  });
+}
 async function poll() {
+  timer = null;
+  const began = performance.now();
   let wait = %(idle)s;
   try {
     const reply = await server.poll(key);
+    key = reply.key ?? key;
     wait = document.hidden ? Math.max(reply.every, %(idle)s) : reply.every;
-    if (reply.status !== null) status.innerHTML = reply.status;
-    const targets = charts();
-    if (reply.charts && targets.includes(null)) {
-      wait = Math.min(wait, 0.2);
-    } else {
-      key = reply.key ?? key;
-      if (reply.charts) targets.forEach((chart, i) => {
-        if (chart.__drawn !== reply.charts[i]) {
-          chart.innerHTML = reply.charts[i];
-          chart.__drawn = reply.charts[i];
-        }
-      });
-    }
+    show(reply);
   } finally {
-    setTimeout(poll, wait * 1000);
+    if (source === null) {
+      timer = setTimeout(poll, Math.max(0, wait * 1000 - (performance.now() - began)));
+    }
   }
 }
-poll();
+function stream() {
+  let heard = false;
+  source = new EventSource('%(stream)s');
+  source.onmessage = (event) => { heard = true; show(JSON.parse(event.data)); };
+  source.onerror = () => {
+    if (heard) return;  // the browser reconnects by itself
+    source.close();
+    source = null;
+    streams = false;
+    if (timer === null) poll();
+  };
+}
+function start() {
+  if (charts().includes(null)) return setTimeout(start, 100);
+  if (streams && !document.hidden) stream(); else poll();
+}
+document.addEventListener('visibilitychange', () => {
+  if (!streams) return;
+  if (document.hidden && source !== null) {
+    source.close();
+    source = null;
+    key = null;
+    if (timer === null) poll();
+  } else if (!document.hidden && source === null) {
+    clearTimeout(timer);
+    timer = null;
+    stream();
+  }
+});
+start();
 """
 
 
 def poll_js(idle_seconds: float) -> str:
-    """The page's poll loop, waiting `idle_seconds` after a failure or in a hidden tab."""
-    return POLL_JS % {"idle": idle_seconds, "speed": SPEED_CHART}
+    """The page's script: the stream, or a poll waiting `idle_seconds` when hidden or failed."""
+    return POLL_JS % {"idle": idle_seconds, "speed": SPEED_CHART, "stream": STREAM_URL}
 
 
 def markdown_line_html(line: str) -> str:
     """HTML for one status line in the Markdown subset it uses: text and **bold**."""
     escaped = html.escape(line, quote=False)
     return "<p>" + re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped) + "</p>"
+
+
+class LiveStream:
+    """ASGI middleware: GET .../live/stream answers the Train tab's live view as server-sent
+    events, one `poll(key)` answer each time it moved, `every` seconds apart.
+
+    A poll through Gradio's server functions is one HTTP request per update, and in headless
+    Chromium the requests cost about as much as drawing what they bring (BENCHMARKS.md, tenth
+    session); a stream sends the same answers down one open response. The stream keeps the
+    key, so the page sends nothing back. At most `max_streams` are open at once (a visitor
+    cannot hold the server's connections or its poll thread): beyond that, 503, and the page
+    polls instead. A stream ends after `max_seconds` (the browser opens a new one), when its
+    visitor leaves, and when the server stops (Gradio's stop_event, as its heartbeats do), so
+    that closing the app never waits on an open tab.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        poll: Callable[[Any], dict[str, Any]],
+        max_streams: int = 64,
+        max_seconds: float = 600.0,
+    ) -> None:
+        self.app, self.poll = app, poll
+        self.max_streams, self.max_seconds = max_streams, max_seconds
+        self.open = 0
+        # one thread for every stream's polls: each is short (the charts are built once per
+        # record for all tabs) and a stream waits for its own answer only
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="live-stream")
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/" + STREAM_URL):
+            return await self.app(scope, receive, send)
+        if scope.get("method") != "GET":
+            return await _empty_response(send, 405)
+        if self.open >= self.max_streams:
+            return await _empty_response(send, 503)
+        self.open += 1
+        try:
+            await self._stream(scope, receive, send)
+        finally:
+            self.open -= 1
+
+    async def _stream(self, scope: dict, receive: Callable, send: Callable) -> None:
+        loop = asyncio.get_running_loop()
+        stop = getattr(scope.get("app"), "stop_event", None)  # set by Blocks.close()
+        gone = asyncio.Event()
+
+        async def watch() -> None:  # the visitor left: stop at once
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        def over() -> bool:
+            return gone.is_set() or (stop is not None and stop.is_set()) or loop.time() > ends
+
+        watcher = asyncio.create_task(watch())
+        key, ends = None, loop.time() + self.max_seconds
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+            # the browser reopens an ended stream after this many ms (its default is ~3 s)
+            await send({"type": "http.response.body", "body": b"retry: 500\n\n", "more_body": True})
+            while not over():
+                reply = await loop.run_in_executor(self.executor, self.poll, key)
+                if reply["key"] is not None:
+                    key = reply["key"]
+                    event = b"data: " + json.dumps(reply).encode() + b"\n\n"
+                    await send({"type": "http.response.body", "body": event, "more_body": True})
+                # at the live pace even when idle: an unchanged answer sends nothing, and a
+                # run started from another tab shows here within one tick
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(gone.wait(), min(reply["every"], ACTIVE_TICK))
+            if not gone.is_set():
+                await send({"type": "http.response.body", "body": b""})
+        except Exception:  # a failed poll ends this stream only; the browser opens another
+            log.exception("live stream failed")
+        finally:
+            watcher.cancel()
+
+
+STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),  # proxies pass each event on at once
+]
+
+
+async def _empty_response(send: Callable, status: int) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": b""})

@@ -45,6 +45,11 @@ WIDTHS_JS = """(selectors) => selectors.map((s) => {
   return element ? element.getBoundingClientRect().width : null; })"""
 
 
+# How many times the page has polled Gradio's server function (the live view's fallback).
+POLLS_JS = """performance.getEntriesByType('resource')
+  .filter((entry) => entry.name.includes('component_server')).length"""
+
+
 def widths(page, selectors: list[str]) -> dict[str, float | None]:
     """Each selector's current width in px (None where nothing matches)."""
     return dict(zip(selectors, page.evaluate(WIDTHS_JS, selectors), strict=True))

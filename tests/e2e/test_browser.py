@@ -13,6 +13,7 @@ from pages import (
     FRAMES_IN_JS,
     LABEL_JS,
     PHONE,
+    POLLS_JS,
     clear,
     draw,
     last_round_trip,
@@ -20,7 +21,7 @@ from pages import (
     watch_round_trips,
     widths,
 )
-from support import TRAINING_ARGS
+from support import TRAINING_ARGS, launch
 
 pytestmark = pytest.mark.e2e
 
@@ -96,6 +97,7 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
         f"document.querySelector('#status').innerText !== {json.dumps(first)}", timeout=10_000
     )
     page.wait_for_selector("#loss-plot svg.marks", timeout=15_000)  # the first chart drawn
+    assert page.evaluate(POLLS_JS) == 0, "the live view came by polling, not by its stream"
 
     other = browser.new_context().new_page()  # a second visitor, opened mid-run
     other.set_viewport_size(DESKTOP)
@@ -127,6 +129,24 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
         "document.querySelector('#status').innerText.includes('Stopped')", timeout=30_000
     )
     assert live_app.dashboard.job.snapshot().run_id == run, "exactly one job ran"
+
+
+def test_a_tab_without_a_stream_polls(tmp_path, browser):
+    """With no live stream to be had (MNIST_DEMO_LIVE_STREAMS=0 here; all in use, or a proxy
+    that refuses them, on a Space) the page polls Gradio's server function and still follows
+    the run."""
+    app = launch(tmp_path, live_streams=0)
+    try:
+        page = open_app(browser, app.url)
+        message = app.dashboard.train.start("fast", **{**TRAINING_ARGS, "epochs": 0.25})
+        assert message.endswith("started."), message
+        page.wait_for_function(
+            "document.querySelector('#status').innerText.includes('img/s')", timeout=60_000
+        )
+        page.wait_for_selector("#speed-plot svg.marks", timeout=15_000)
+        assert page.evaluate(POLLS_JS) > 0
+    finally:
+        app.close()
 
 
 def test_a_finished_run_shows_the_tutorials_figure_and_its_downloads(live_app, browser):
