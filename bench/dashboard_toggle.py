@@ -13,6 +13,7 @@ gave other guests meanwhile (/proc/stat's steal: 0.00-0.47 of a core here, chang
 window to the next) and the CPU mode the training was in.
 
     python bench/dashboard_toggle.py --runs 2 [--epochs 6 --window 6 --settle 2]
+    python bench/dashboard_toggle.py --runs 1 --epochs 8 --live-streams 0   # the page polls
 """
 
 from __future__ import annotations
@@ -57,13 +58,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=6.0, help="each run's length")
     parser.add_argument("--window", type=float, default=6.0, help="seconds per window")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds not counted")
+    parser.add_argument(
+        "--live-streams",
+        type=int,
+        default=64,
+        help="MNIST_DEMO_LIVE_STREAMS: 0 makes the Train tab poll instead of streaming",
+    )
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args()
     print_header("cpu")
     print(f"# load average (1 min) at the start: {os.getloadavg()[0]:.2f}")
     from playwright.sync_api import sync_playwright
 
-    app = launch(Path(tempfile.mkdtemp(prefix="bench-runs-")))
+    app = launch(Path(tempfile.mkdtemp(prefix="bench-runs-")), live_streams=args.live_streams)
     dashboard, job = app.dashboard, app.dashboard.job
     preset = {**dashboard.train.apply_preset("fast")._asdict(), "epochs": args.epochs}
     device = config_from_preset("fast").device

@@ -1,17 +1,18 @@
-"""The Train tab's live view: the status line and the three charts, polled by the page itself.
+"""The Train tab's live view: the status line and the three charts, sent to the page.
 
 A `gr.Timer` event costs the browser Gradio's whole event round trip on every poll (loading
 states for each output, the component updates): a Train tab watching a run cost headless
-Chromium 0.13-0.14 of a core that way, on the cores a local run trains on, and 0.085-0.095
-with this page poll (numbers beside `TrainTab.poll`). Here one `gr.HTML` holds the status
-line and the loss and accuracy charts (the throughput chart is a second, static `gr.HTML`
-beside the figure), and its own script calls `TrainTab.poll` through Gradio's server
-functions (a plain POST to /component_server) and writes the answer into those elements.
-What changes once per epoch or per run (the figure, the downloads, the Draw tab's
-re-scoring) still follows Gradio events, on a slower timer (`TrainTab.watch`).
+Chromium 0.13-0.14 of a core that way, on the cores a local run trains on. Here one `gr.HTML`
+holds the status line and the loss and accuracy charts (the throughput chart is a second,
+static `gr.HTML` beside the figure), and its own script writes `TrainTab.poll`'s answers into
+those elements. The answers come down one server-sent event stream (`LiveStream`), or, where
+no stream can be had, from the page polling the same function through Gradio's server
+functions (a POST to /component_server per update). What changes once per epoch or per run
+(the figure, the downloads, the Draw tab's re-scoring) still follows Gradio events, on a
+slower timer (`TrainTab.watch`).
 
-The page keeps the tab's last key (what it has drawn; opaque to it) and sends it back, so
-each poll answers only what moved; the server says how long to wait before the next one.
+Each answer carries an opaque key (what the tab has been sent): the stream keeps it, a polling
+page sends it back, so each answer holds only what moved.
 """
 
 from __future__ import annotations
