@@ -368,14 +368,16 @@ class TrainTab:
         return WatchView(view.draw_timer, view.epoch_key, view.job_key, view.seen_key)
 
     def poll(self, seen: Any) -> dict[str, Any]:
-        """The page's own poll (ui/live.py): the status line as HTML and the three charts'
-        SVG when they moved since `seen` (the key this tab last got back, as sent), the key
-        to send next time and the seconds to wait.
+        """The live view's answer (ui/live.py: streamed, or polled by the page): the status
+        line as HTML and the three charts' SVG when they moved since `seen` (the key the tab
+        was last given, as sent), the key for next time and the seconds to wait.
 
-        Measured in headless Chromium on this 2-core machine, one Train tab watching a run
-        (bench/dashboard_toggle.py, BENCHMARKS.md ninth session): the gr.Timer poll that fed
-        the four components cost the browser 0.13-0.14 of a core and the training a median
-        12.3% of its images/s (12 watched windows); this one 0.085-0.095 and 7.0% (13).
+        Measured on this 2-core machine, one headless Chromium tab watching a run
+        (bench/dashboard_toggle.py, the training's images/s in watched windows against their
+        blank neighbours; BENCHMARKS.md ninth and tenth sessions): the gr.Timer poll that fed
+        four components cost the browser 0.13-0.14 of a core and the training a median 12.3%;
+        this answer polled by the page 0.09 and 11.2% (20 windows), streamed 0.07-0.08 and
+        6.3% (21 windows).
         """
         view = self.tick(parse_key(seen))
         moved = view.seen_key != gr.skip()
@@ -612,7 +614,8 @@ def build(c: Components, tab: TrainTab, settings: AppSettings) -> None:
                 return tab.poll(seen)
 
             # the status line and the charts (SVG drawn here, svgchart.py), which the page
-            # polls itself (ui/live.py); the chart rows wrap: one chart per line on a phone
+            # gets from the live stream or polls for (ui/live.py); the chart rows wrap: one
+            # chart per line on a phone
             c.live = gr.HTML(
                 live.SKELETON,
                 js_on_load=live.poll_js(IDLE_TICK),
