@@ -180,6 +180,35 @@ def test_the_pages_poll_answers_any_key_it_is_sent(raw, key):
     assert raw.http.post("gradio_api/component_server", json=body).status_code == 404
 
 
+def stream_status(http: httpx.Client) -> int:
+    """The status a new live stream gets (closed again at once, its body unread)."""
+    with http.stream("GET", "live/stream") as response:
+        return response.status_code
+
+
+def test_live_streams_are_capped_and_freed(locked):
+    """A visitor who opens streams until none are left gets 503 for the next (its page then
+    polls), the server goes on answering, and closed streams are given back."""
+    cap = locked.dashboard.settings.live_streams
+    limits = httpx.Limits(max_connections=cap + 10)
+    with httpx.Client(base_url=locked.url, timeout=BOUND, limits=limits) as http:
+        streams = [http.stream("GET", "live/stream") for _ in range(cap)]
+        opened = [stream.__enter__() for stream in streams]
+        try:
+            assert {response.status_code for response in opened} == {200}
+            lines = opened[0].iter_lines()  # kept: a dropped iterator closes its stream
+            first = next(lines, "")  # the stream speaks at once
+            assert first.startswith("retry:"), first
+            assert stream_status(http) == 503
+            assert http.get("config").status_code == 200, "the server goes on answering"
+        finally:
+            for stream in streams:
+                stream.__exit__(None, None, None)
+        deadline = time.monotonic() + BOUND  # the server sees each disconnect on its own
+        while stream_status(http) == 503:
+            assert time.monotonic() < deadline, "closed streams were never given back"
+
+
 # --- training switched off ----------------------------------------------------------------------
 
 
