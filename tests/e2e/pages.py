@@ -50,6 +50,15 @@ POLLS_JS = """performance.getEntriesByType('resource')
   .filter((entry) => entry.name.includes('component_server')).length"""
 
 
+# Counts the event streams the page opens (installed before the page's own scripts), and
+# lets a test say the tab was hidden or shown again, as switching tabs does.
+COUNT_STREAMS_JS = """(() => { const Native = window.EventSource; window.__streams = 0;
+  window.EventSource = function (...args) { window.__streams += 1; return new Native(...args); };
+  window.EventSource.prototype = Native.prototype; })();"""
+SET_HIDDEN_JS = """(hidden) => { Object.defineProperty(document, 'hidden',
+  {value: hidden, configurable: true}); document.dispatchEvent(new Event('visibilitychange')); }"""
+
+
 def widths(page, selectors: list[str]) -> dict[str, float | None]:
     """Each selector's current width in px (None where nothing matches)."""
     return dict(zip(selectors, page.evaluate(WIDTHS_JS, selectors), strict=True))

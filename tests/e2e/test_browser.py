@@ -9,11 +9,13 @@ import time
 import pytest
 from pages import (
     COUNT_FRAMES_JS,
+    COUNT_STREAMS_JS,
     DESKTOP,
     FRAMES_IN_JS,
     LABEL_JS,
     PHONE,
     POLLS_JS,
+    SET_HIDDEN_JS,
     clear,
     draw,
     last_round_trip,
@@ -129,6 +131,20 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
         "document.querySelector('#status').innerText.includes('Stopped')", timeout=30_000
     )
     assert live_app.dashboard.job.snapshot().run_id == run, "exactly one job ran"
+
+
+def test_a_hidden_tab_closes_its_stream_and_opens_a_new_one_when_shown(live_app, browser):
+    """A tab in the background holds no stream: it polls at the idle pace; shown again, it
+    streams again (a new stream, which starts with everything)."""
+    context = browser.new_context(viewport=DESKTOP)
+    context.add_init_script(COUNT_STREAMS_JS)
+    page = open_app(context, live_app.url)
+    page.wait_for_function("window.__streams === 1 && document.querySelector('#loss-plot svg')")
+    page.evaluate(SET_HIDDEN_JS, True)
+    page.wait_for_function(f"({POLLS_JS}) > 0", timeout=10_000)
+    page.evaluate(SET_HIDDEN_JS, False)
+    page.wait_for_function("window.__streams === 2", timeout=10_000)
+    context.close()
 
 
 def test_a_tab_without_a_stream_polls(tmp_path, browser):
