@@ -1,4 +1,9 @@
-"""Muon: orthogonalised momentum for the weight matrices, Adam for everything else.
+"""Optimisers: Adam on one fused kernel without torch.optim, and Muon.
+
+`FusedAdam` is torch.optim.Adam(fused=True)'s own kernel, called directly: the same numbers,
+without the torch._dynamo import that any torch.optim optimizer does on its first use.
+
+Muon: orthogonalised momentum for the weight matrices, Adam for everything else.
 
 Muon (Keller Jordan's speedruns, 2024) replaces each weight matrix's update by the nearest
 semi-orthogonal matrix to its momentum, found by a few Newton-Schulz iterations: every
@@ -10,12 +15,82 @@ no host reads, so the step can be captured in a CUDA graph with `lr` as a device
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
 # Quintic Newton-Schulz coefficients from the Muon reference: they push singular values
 # into roughly [0.7, 1.2] in 5 steps, which trains as well as exact orthogonalisation.
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+class FusedAdam:
+    """Adam (no weight decay) through the fused kernel torch.optim.Adam(fused=True) runs:
+    bit-identical updates, but no torch.optim. Every torch.optim optimizer imports
+    torch._dynamo when first built or stepped (`torch._disable_dynamo` on add_param_group,
+    the import in `_use_grad_for_differentiable`): 1.8-2.0 s of CPU on these 2 cores, which
+    `python -m mnist_demo train --json` paid before its first step and the app at start-up
+    (bench/cli_overhead.py, BENCHMARKS.md tenth session).
+
+    It keeps what the training loop and the fine-tune use: `param_groups` (one; the schedule
+    sets its "lr"), `state` (per parameter: step, exp_avg, exp_avg_sq), `zero_grad`, `step`.
+    All parameters are on one device with one dtype, as a model's are.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        self.param_groups = [dict(params=list(params), lr=lr, betas=betas, eps=eps)]
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.param_groups[0]["params"]:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    def _state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        if p not in self.state:  # as torch.optim.Adam's fused state: a float32 step on p's device
+            self.state[p] = dict(
+                step=torch.zeros((), dtype=torch.float32, device=p.device),
+                exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
+                exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format),
+            )
+        return self.state[p]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        group = self.param_groups[0]
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        states = [self._state(p) for p in params]
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)
+        beta1, beta2 = group["betas"]
+        torch._fused_adam_(
+            params,
+            [p.grad for p in params],
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [],
+            steps,
+            amsgrad=False,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=0.0,
+            eps=group["eps"],
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
 
 
 def orthogonalise(g: torch.Tensor, steps: int = 5) -> torch.Tensor:

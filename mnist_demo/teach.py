@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from . import checkpoints
 from .data import IMAGE_SIDE, NUM_CLASSES, Split, random_shift, to_network_input
 from .insight import check_image28
+from .optim import FusedAdam
 from .training import evaluate, layout_batch
 from .words import a_digit
 
@@ -196,7 +197,7 @@ def fine_tune(
     contrast = torch.isin(train_labels, torch.from_numpy(misread_as)).nonzero().ravel()
     n_contrast = round(CONTRAST_SHARE * n_mnist) if len(contrast) else 0
     model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = FusedAdam(model.parameters(), lr=lr)  # torch.optim would import torch._dynamo
     _train_mode(model)
     done = 0
     while done < steps:

@@ -61,6 +61,26 @@ def test_the_module_entry_point_exits_2_on_a_bad_value():
     ]
 
 
+# What `train` must never import: the UI's libraries, and torch._dynamo (~1.9 s on 2 cores,
+# imported by any torch.optim optimizer; Adam runs as optim.FusedAdam instead).
+HEAVY = ("torch._dynamo", "gradio", "matplotlib")
+TRAIN_AND_LIST_MODULES = f"""import json, sys
+from mnist_demo.__main__ import main
+code = main(sys.argv[1:])
+print(json.dumps({{"code": code, "loaded": [m for m in {HEAVY!r} if m in sys.modules]}}))"""
+
+
+def test_train_imports_neither_the_ui_nor_torch_dynamo(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN_AND_LIST_MODULES, "train", "--max-steps", "3",
+         "--batch-size", "64", *CPU, "--json", "--out", str(tmp_path / "x.pt")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"code": 0, "loaded": []}
+
+
 def test_train_json_summary_checkpoint_and_evaluate_agree(capsys, tmp_path):
     out_path = tmp_path / "x.pt"
     code, out, err = run(capsys, "train", "--max-steps", "30", "--batch-size", "64", *CPU,

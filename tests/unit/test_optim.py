@@ -24,6 +24,33 @@ def test_orthogonalise_sets_every_singular_value_near_one(shape):
     assert torch.linalg.svdvals(g).max() / torch.linalg.svdvals(g).min() > 10  # it was not
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_fused_adam_moves_the_weights_exactly_as_torch_adam_does(layout):
+    """The same kernel as torch.optim.Adam(fused=True), schedule changes included: the
+    weights after a few steps are bit for bit the same (channels_last: the fine-tune's)."""
+    x = torch.randn(32, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    x = x.contiguous(memory_format=layout)
+    y = torch.randint(0, 10, (32,), generator=torch.Generator().manual_seed(2))
+    trained = []
+    for make in (
+        lambda params: torch.optim.Adam(params, lr=0.01, betas=(0.8, 0.99), fused=True),
+        lambda params: optim.FusedAdam(params, lr=0.01, betas=(0.8, 0.99)),
+    ):
+        torch.manual_seed(0)
+        model = build_model("tutorial").to(memory_format=layout)
+        optimizer = make(model.parameters())
+        for step in range(4):
+            training._set_lr(optimizer, 0.01 / (step + 1))  # as the schedule does
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        trained.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*trained, strict=True))
+    torch.manual_seed(0)
+    untrained = build_model("tutorial").parameters()
+    assert not all(torch.equal(a, b) for a, b in zip(trained[0], untrained, strict=True))
+
+
 def test_muon_takes_the_hidden_weights_and_leaves_biases_and_the_output_layer_to_adam():
     model = build_model("tutorial")
     matrices, rest = optim.muon_parameters(model)
