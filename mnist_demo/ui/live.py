@@ -5,9 +5,10 @@ states for each output, the component updates): a Train tab watching a run cost 
 Chromium 0.13-0.14 of a core that way, on the cores a local run trains on. Here one `gr.HTML`
 holds the status line and the loss and accuracy charts (the throughput chart is a second,
 static `gr.HTML` beside the figure), and its own script writes `TrainTab.poll`'s answers into
-those elements. The answers come down one server-sent event stream (`LiveStream`), or, where
-no stream can be had, from the page polling the same function through Gradio's server
-functions (a POST to /component_server per update). What changes once per epoch or per run
+those elements. While a run is live and the tab is shown the answers come down one
+server-sent event stream (`LiveStream`); otherwise (idle, in the background, or where no
+stream can be had) the page polls the same function through Gradio's server functions (a
+POST to /component_server per answer). What changes once per epoch or per run
 (the figure, the downloads, the Draw tab's re-scoring) still follows Gradio events, on a
 slower timer (`TrainTab.watch`).
 
@@ -22,6 +23,7 @@ import contextlib
 import html
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,19 +41,21 @@ SPEED_SKELETON = '<div class="live-chart"></div>'
 SPEED_CHART = "#speed-plot .live-chart"
 STREAM_URL = "live/stream"  # relative to the page, so it follows a Space's or proxy's prefix
 
-# `element` and `server` are given by gr.HTML's js_on_load. The page first opens the stream
-# (`LiveStream`); if it cannot (no stream on this server, or all its streams in use) it polls
-# `TrainTab.poll` through the server function instead. A failed poll (the server restarting,
-# a network blip) is retried at the idle pace. A hidden tab closes its stream and polls at the
-# idle pace; shown again, it opens a new stream (which answers everything first). Polls start
-# `every` seconds apart, the round trip included, so a slow reply does not stretch the period.
-# Nothing starts before every chart's element is mounted (the first answer could come before
-# the throughput chart's gr.HTML exists). A chart whose SVG did not change is not rewritten.
+# `element` and `server` are given by gr.HTML's js_on_load. The page polls `TrainTab.poll`
+# through the server function at the pace each answer asks (`every`; polls start that far
+# apart, the round trip included). While a run is live (a fast pace) and the tab is shown, it
+# switches to the stream (`LiveStream`), which the server ends with an "idle" event once the
+# run is over: an idle tab or a hidden one holds no connection (a browser has 6 per host over
+# HTTP/1.1, and Gradio's heartbeat takes one per tab). Where no stream can be had (refused,
+# or all in use) the page keeps polling. A failed poll (the server restarting, a network
+# blip) is retried at the idle pace. Nothing starts before every chart's element is mounted
+# (the first answer could come before the throughput chart's gr.HTML exists). A chart whose
+# SVG did not change is not rewritten.
 POLL_JS = """
 const status = element.querySelector('#status');
 const charts = () => [element.querySelector('#loss-plot'), element.querySelector('#acc-plot'),
   document.querySelector('%(speed)s')];
-let key = null, source = null, streams = true, timer = null;
+let key = null, source = null, streams = true, timer = null, polling = false;
 function show(reply) {
   if (reply.status !== null) status.innerHTML = reply.status;
   if (reply.charts) charts().forEach((chart, i) => {
@@ -62,47 +66,50 @@ function show(reply) {
   });
 }
 async function poll() {
-  timer = null;
+  if (polling || source !== null) return;
+  polling = true;
+  clearTimeout(timer);
   const began = performance.now();
-  let wait = %(idle)s;
+  let wait = %(idle)s, live = false;
   try {
     const reply = await server.poll(key);
     key = reply.key ?? key;
-    wait = document.hidden ? Math.max(reply.every, %(idle)s) : reply.every;
     show(reply);
+    live = reply.every < %(idle)s;
+    wait = document.hidden ? Math.max(reply.every, %(idle)s) : reply.every;
   } finally {
-    if (source === null) {
-      timer = setTimeout(poll, Math.max(0, wait * 1000 - (performance.now() - began)));
-    }
+    polling = false;
+    if (live && streams && !document.hidden) stream();
+    else timer = setTimeout(poll, Math.max(0, wait * 1000 - (performance.now() - began)));
   }
+}
+function drop() {
+  if (source !== null) source.close();
+  source = null;
+  key = null;  // the next poll answers everything
 }
 function stream() {
   let heard = false;
-  source = new EventSource('%(stream)s');
-  source.onmessage = (event) => { heard = true; show(JSON.parse(event.data)); };
-  source.onerror = () => {
-    if (heard) return;  // the browser reconnects by itself
-    source.close();
-    source = null;
-    streams = false;
-    if (timer === null) poll();
+  const own = source = new EventSource('%(stream)s');
+  own.onmessage = (event) => { heard = true; show(JSON.parse(event.data)); };
+  own.addEventListener('idle', () => { if (source === own) { drop(); poll(); } });
+  own.onerror = () => {
+    if (source !== own || own.readyState !== EventSource.CLOSED) return;  // it reconnects
+    streams = heard;  // refused from the start: this server has no stream for this tab
+    drop();
+    poll();
   };
 }
 function start() {
   if (charts().includes(null)) return setTimeout(start, 100);
-  if (streams && !document.hidden) stream(); else poll();
+  poll();
 }
 document.addEventListener('visibilitychange', () => {
-  if (!streams) return;
   if (document.hidden && source !== null) {
-    source.close();
-    source = null;
-    key = null;
-    if (timer === null) poll();
-  } else if (!document.hidden && source === null) {
-    clearTimeout(timer);
-    timer = null;
-    stream();
+    drop();
+    poll();
+  } else if (!document.hidden) {
+    poll();  // at once: a run may have started meanwhile
   }
 });
 start();
@@ -129,9 +136,11 @@ class LiveStream:
     session); a stream sends the same answers down one open response. The stream keeps the
     key, so the page sends nothing back. At most `max_streams` are open at once (a visitor
     cannot hold the server's connections or its poll thread): beyond that, 503, and the page
-    polls instead. A stream ends after `max_seconds` (the browser opens a new one), when its
-    visitor leaves, and when the server stops (Gradio's stop_event, as its heartbeats do), so
-    that closing the app never waits on an open tab.
+    polls instead. Once answers have asked for the idle pace for `idle_seconds` (no run is
+    live) the stream sends an "idle" event and ends, and the page polls until a run starts.
+    A stream also ends after `max_seconds` (the browser opens a new one), when its visitor
+    leaves, and when the server stops (Gradio's stop_event, as its heartbeats do), so that
+    closing the app never waits on an open tab.
     """
 
     def __init__(
@@ -140,9 +149,11 @@ class LiveStream:
         poll: Callable[[Any], dict[str, Any]],
         max_streams: int = 64,
         max_seconds: float = 600.0,
+        idle_seconds: float = 30.0,
     ) -> None:
         self.app, self.poll = app, poll
         self.max_streams, self.max_seconds = max_streams, max_seconds
+        self.idle_seconds = idle_seconds
         self.open = 0
         # one thread for every stream's polls: each is short (the charts are built once per
         # record for all tabs) and a stream waits for its own answer only
@@ -175,13 +186,18 @@ class LiveStream:
             return gone.is_set() or (stop is not None and stop.is_set()) or loop.time() > ends
 
         watcher = asyncio.create_task(watch())
-        key, ends = None, loop.time() + self.max_seconds
+        key, ends, idle_since = None, loop.time() + self.max_seconds, math.inf
         try:
             await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
             # the browser reopens an ended stream after this many ms (its default is ~3 s)
             await send({"type": "http.response.body", "body": b"retry: 500\n\n", "more_body": True})
             while not over():
                 reply = await loop.run_in_executor(self.executor, self.poll, key)
+                live = reply["every"] <= ACTIVE_TICK
+                idle_since = math.inf if live else min(idle_since, loop.time())
+                if loop.time() - idle_since >= self.idle_seconds:
+                    await send({"type": "http.response.body", "body": IDLE, "more_body": True})
+                    break
                 if reply["key"] is not None:
                     key = reply["key"]
                     event = b"data: " + json.dumps(reply).encode() + b"\n\n"
@@ -198,6 +214,7 @@ class LiveStream:
             watcher.cancel()
 
 
+IDLE = b"event: idle\ndata: {}\n\n"  # no run is live: the page goes back to polling
 STREAM_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-store"),

@@ -186,27 +186,30 @@ def stream_status(http: httpx.Client) -> int:
         return response.status_code
 
 
-def test_live_streams_are_capped_and_freed(locked):
+def test_live_streams_are_capped_and_freed(tmp_path):
     """A visitor who opens streams until none are left gets 503 for the next (its page then
-    polls), the server goes on answering, and closed streams are given back."""
-    cap = locked.dashboard.settings.live_streams
-    limits = httpx.Limits(max_connections=cap + 10)
-    with httpx.Client(base_url=locked.url, timeout=BOUND, limits=limits) as http:
-        streams = [http.stream("GET", "live/stream") for _ in range(cap)]
-        opened = [stream.__enter__() for stream in streams]
-        try:
-            assert {response.status_code for response in opened} == {200}
-            lines = opened[0].iter_lines()  # kept: a dropped iterator closes its stream
-            first = next(lines, "")  # the stream speaks at once
-            assert first.startswith("retry:"), first
-            assert stream_status(http) == 503
-            assert http.get("config").status_code == 200, "the server goes on answering"
-        finally:
-            for stream in streams:
-                stream.__exit__(None, None, None)
-        deadline = time.monotonic() + BOUND  # the server sees each disconnect on its own
-        while stream_status(http) == 503:
-            assert time.monotonic() < deadline, "closed streams were never given back"
+    polls), the server goes on answering, and closed streams are given back. (Its own app,
+    with a cap of 3: the shared ones keep their 64 for the other tests.)"""
+    app = launch(tmp_path, training="off", live_streams=3)
+    try:
+        with httpx.Client(base_url=app.url, timeout=BOUND) as http:
+            streams = [http.stream("GET", "live/stream") for _ in range(3)]
+            opened = [stream.__enter__() for stream in streams]
+            try:
+                assert {response.status_code for response in opened} == {200}
+                lines = opened[0].iter_lines()  # kept: a dropped iterator closes its stream
+                first = next(lines, "")  # the stream speaks at once
+                assert first.startswith("retry:"), first
+                assert stream_status(http) == 503
+                assert http.get("config").status_code == 200, "the server goes on answering"
+            finally:
+                for stream in streams:
+                    stream.__exit__(None, None, None)
+            deadline = time.monotonic() + BOUND  # the server sees each disconnect on its own
+            while stream_status(http) == 503:
+                assert time.monotonic() < deadline, "closed streams were never given back"
+    finally:
+        app.close()
 
 
 # --- training switched off ----------------------------------------------------------------------

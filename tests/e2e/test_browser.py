@@ -99,7 +99,12 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
         f"document.querySelector('#status').innerText !== {json.dumps(first)}", timeout=10_000
     )
     page.wait_for_selector("#loss-plot svg.marks", timeout=15_000)  # the first chart drawn
-    assert page.evaluate(POLLS_JS) == 0, "the live view came by polling, not by its stream"
+    polls = page.evaluate(POLLS_JS)  # a live run: the page has switched to its stream
+    now = page.locator("#status").inner_text()
+    page.wait_for_function(
+        f"document.querySelector('#status').innerText !== {json.dumps(now)}", timeout=10_000
+    )
+    assert page.evaluate(POLLS_JS) == polls, "the live view came by polling, not by its stream"
 
     other = browser.new_context().new_page()  # a second visitor, opened mid-run
     other.set_viewport_size(DESKTOP)
@@ -134,14 +139,17 @@ def test_training_is_live_in_every_tab(live_app, browser, screenshots):
 
 
 def test_a_hidden_tab_closes_its_stream_and_opens_a_new_one_when_shown(live_app, browser):
-    """A tab in the background holds no stream: it polls at the idle pace; shown again, it
-    streams again (a new stream, which starts with everything)."""
+    """During a run a shown tab streams; in the background it holds no stream and polls at
+    the idle pace; shown again, it streams again (a new stream, starting with everything)."""
     context = browser.new_context(viewport=DESKTOP)
     context.add_init_script(COUNT_STREAMS_JS)
     page = open_app(context, live_app.url)
-    page.wait_for_function("window.__streams === 1 && document.querySelector('#loss-plot svg')")
+    message = live_app.dashboard.train.start("fast", **{**TRAINING_ARGS, "epochs": 3})
+    assert message.endswith("started."), message
+    page.wait_for_function("window.__streams === 1", timeout=30_000)
+    polls = page.evaluate(POLLS_JS)
     page.evaluate(SET_HIDDEN_JS, True)
-    page.wait_for_function(f"({POLLS_JS}) > 0", timeout=10_000)
+    page.wait_for_function(f"({POLLS_JS}) > {polls}", timeout=10_000)
     page.evaluate(SET_HIDDEN_JS, False)
     page.wait_for_function("window.__streams === 2", timeout=10_000)
     context.close()
@@ -160,7 +168,8 @@ def test_a_tab_without_a_stream_polls(tmp_path, browser):
             "document.querySelector('#status').innerText.includes('img/s')", timeout=60_000
         )
         page.wait_for_selector("#speed-plot svg.marks", timeout=15_000)
-        assert page.evaluate(POLLS_JS) > 0
+        polls = page.evaluate(POLLS_JS)
+        page.wait_for_function(f"({POLLS_JS}) > {polls}", timeout=10_000)  # it goes on polling
     finally:
         app.close()
 

@@ -126,3 +126,22 @@ def test_a_failing_poll_ends_only_its_stream():
     stream = LiveStream(passed_on, poll)
     sent = asyncio.run(request(stream))
     assert sent[0]["status"] == 200 and stream.open == 0
+
+
+def test_a_stream_with_no_run_live_says_idle_and_ends():
+    """Answers at the idle pace for idle_seconds: an "idle" event, the end, the page polls."""
+    idle = {"key": "a", "status": "<p>Idle</p>", "charts": None, "every": 2.0}
+    stream = LiveStream(passed_on, Script([idle]), idle_seconds=0)
+    sent = asyncio.run(request(stream))
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert body.endswith(b"event: idle\ndata: {}\n\n") and sent[-1]["body"] == b""
+    assert stream.open == 0
+
+
+def test_a_live_run_keeps_its_stream_open():
+    live = [answer(str(i)) for i in range(5)]  # the fast pace: a run is live
+    stream = LiveStream(passed_on, Script(live), idle_seconds=0)
+    sent = asyncio.run(request(stream, leave_after=5))
+    assert len(events(sent)) == 5 and b"event: idle" not in b"".join(
+        m.get("body", b"") for m in sent[1:]
+    )
