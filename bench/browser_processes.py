@@ -4,9 +4,9 @@ The app in this process, one headless Chromium tab on the Train tab: first idle,
 a default-settings run trains (started as the Start button does), each window's CPU per
 process type from /proc. The renderer draws the page; the browser and network processes
 carry its requests, which is what a page that polls pays per update and a streamed page
-does not. `--live-streams 0` makes the page poll (MNIST_DEMO_LIVE_STREAMS); `--rounds`
-repeats the whole in fresh app processes' worth of windows, alternating with `--ab` between
-streaming and polling.
+does not. `--live-streams 0` makes the page poll throughout (MNIST_DEMO_LIVE_STREAMS);
+`--rounds N` repeats it all with a fresh app each time, and `--ab` alternates the rounds
+between streams allowed and not. (While idle the page polls either way.)
 
     python bench/browser_processes.py [--window 8 --rounds 2 --ab]
 """

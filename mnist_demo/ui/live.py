@@ -117,7 +117,8 @@ start();
 
 
 def poll_js(idle_seconds: float) -> str:
-    """The page's script: the stream, or a poll waiting `idle_seconds` when hidden or failed."""
+    """The page's script: polls (at least `idle_seconds` apart when hidden or after a failed
+    poll), and the stream while a run is live and the tab is shown."""
     return POLL_JS % {"idle": idle_seconds, "speed": SPEED_CHART, "stream": STREAM_URL}
 
 
