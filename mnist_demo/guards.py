@@ -52,11 +52,11 @@ class BodyLimit:
         upload = scope.get("path", "").endswith(UPLOAD_PATH)
         limit = self.max_upload if upload else self.max_body
         if upload and self.cache is not None and self.cache.full():
-            return await _refuse(send, 507, "The upload cache is full; try again in a while.")
+            return await refuse(send, 507, "The upload cache is full; try again in a while.")
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None:  # the server stops reading at the length declared
             if not length.isdigit() or int(length) > limit:
-                return await _refuse(send, 413, _too_large(limit))
+                return await refuse(send, 413, _too_large(limit))
             if upload and self.cache is not None:
                 self.cache.add(int(length))
             return await self.app(scope, receive, send)
@@ -70,7 +70,7 @@ class BodyLimit:
                 break
             received += len(message.get("body", b""))
             if received > limit:
-                return await _refuse(send, 413, _too_large(limit))
+                return await refuse(send, 413, _too_large(limit))
             if not message.get("more_body", False):
                 break
         if upload and self.cache is not None:
@@ -87,7 +87,8 @@ def _too_large(limit: int) -> str:
     return f"Request body exceeds the maximum allowed size ({limit:,} bytes)."
 
 
-async def _refuse(send: Callable, status: int, text: str) -> None:
+async def refuse(send: Callable, status: int, text: str) -> None:
+    """Answer an HTTP request from an ASGI middleware with `status` and a one-line reason."""
     body = text.encode()
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..guards import refuse
 from .common import ACTIVE_TICK
 
 log = logging.getLogger(__name__)
@@ -164,9 +165,9 @@ class LiveStream:
         if scope["type"] != "http" or not scope["path"].endswith("/" + STREAM_URL):
             return await self.app(scope, receive, send)
         if scope.get("method") != "GET":
-            return await _empty_response(send, 405)
-        if self.open >= self.max_streams:
-            return await _empty_response(send, 503)
+            return await refuse(send, 405, "The live stream is read with GET.")
+        if self.open >= self.max_streams:  # the page polls instead
+            return await refuse(send, 503, "Every live stream is in use; poll instead.")
         self.open += 1
         try:
             await self._stream(scope, receive, send)
@@ -221,8 +222,3 @@ STREAM_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"x-accel-buffering", b"no"),  # proxies pass each event on at once
 ]
-
-
-async def _empty_response(send: Callable, status: int) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
