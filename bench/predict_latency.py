@@ -114,7 +114,7 @@ def run_cli(paths: list[str]) -> tuple[float, list[dict[str, Any]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=500, help="timed calls per measurement")
-    parser.add_argument("--files", type=int, default=10000, help="PNG files for the CLI run")
+    parser.add_argument("--files", type=int, default=10000, help="PNG files for the CLI run (0: no CLI run)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: shipped tutorial")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the app pins inference; the header shows it
@@ -146,6 +146,10 @@ def main() -> None:
         rows.append((name, kind, 1000 * statistics.median(xs), 1000 * p90(xs)))
         print(f"{name:<32} {kind:<14} median {rows[-1][2]:7.2f} ms  p90 {rows[-1][3]:7.2f} ms")
 
+    if args.files <= 0:  # the in-process timings only: quick enough to interleave A/B runs
+        for name, kind, median, q90 in rows:
+            print(f"| {name} | {kind} | {median:.2f} | {q90:.2f} |")
+        return
     split = load_split("test")
     k = min(args.files, len(split))
     images, labels = split.images[:k].numpy(), split.labels[:k].numpy()

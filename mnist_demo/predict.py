@@ -18,6 +18,7 @@ import torch
 
 from . import augment, checkpoints, insight, novelty
 from .data import to_network_input
+from .models import fold_for_inference
 from .sketch import SketchInfo, analyse
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,16 @@ class Weights:
     versions even when training publishes new weights in between.
     """
 
-    def __init__(self, model: torch.nn.Module, version: WeightsVersion, threads: int = 0) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        version: WeightsVersion,
+        threads: int = 0,
+        state_dict: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         self.model, self.version, self.threads = model, version, threads
+        # The weights as trained (a folded model has lost its BatchNorm statistics).
+        self.state_dict = state_dict if state_dict is not None else model.state_dict()
 
     def seen(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 28, 28) images as these weights read them: deskewed when they were trained so."""
@@ -158,10 +167,12 @@ class Predictor:
     ) -> WeightsVersion:
         """Publish new weights; predictions already running finish on the old ones."""
         model = checkpoints.Checkpoint(model_name, state_dict).build()
+        kept = checkpoints.cpu_state_dict(model)  # ours: the caller may change its dict later
+        model = fold_for_inference(model)  # ~1.3 ms here saves ~0.6 ms on every drawing
         with self._lock:
             self._count += 1
             version = WeightsVersion(self._count, label, model_name, source, deskew)
-            self._weights = Weights(model, version, self.threads)
+            self._weights = Weights(model, version, self.threads, kept)
             return version
 
     def current(self) -> Weights:
@@ -174,7 +185,7 @@ class Predictor:
         weights = self.current()
         return (
             weights.version.model_name,
-            checkpoints.cpu_state_dict(weights.model),
+            {k: v.clone() for k, v in weights.state_dict.items()},
             weights.version,
         )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ from mnist_demo.models import (
     TutorialCNN,
     build_model,
     count_parameters,
+    fold_for_inference,
 )
 
 
@@ -72,3 +75,29 @@ def test_every_registered_model_declares_the_features_the_draw_tab_shows(name):
     assert isinstance(model, DigitNet)
     stages = model.features(torch.zeros(2, 1, 28, 28))
     assert len(stages) >= 2 and all(a.ndim == 4 and a.shape[0] == 2 for a in stages)
+
+
+@pytest.mark.parametrize("name", ["tutorial", "improved"])
+def test_a_folded_model_answers_as_the_model_it_was_folded_from(name):
+    torch.manual_seed(0)
+    model = build_model(name)
+    with torch.no_grad():  # BatchNorm statistics that are not the identity, so folding shows
+        for module in model.modules():
+            if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    model.eval()
+    folded = fold_for_inference(copy.deepcopy(model))
+    x = torch.rand(16, 1, 28, 28) * 2 - 1
+    with torch.inference_mode():
+        assert torch.allclose(folded(x), model(x), atol=1e-4)
+        assert [a.shape for a in folded.features(x)] == [a.shape for a in model.features(x)]
+    kinds = {type(m) for m in folded.modules()}
+    assert not kinds & {torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.Dropout}
+
+
+def test_folding_refuses_a_model_in_training_mode():
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_for_inference(build_model("improved").train())

@@ -9,6 +9,7 @@ from redrawn import redrawn_digits, stroke_digits
 
 from mnist_demo import novelty
 from mnist_demo.predict import shipped_predictor
+from mnist_demo.sketch import analyse
 
 DASH = [[(0.0, 0.5), (1.0, 0.5)]]
 
@@ -92,3 +93,27 @@ def test_the_check_does_not_read_the_classifier(predictor):
     tutorial = shipped_predictor("tutorial", threads=1).predict(image)
 
     assert shipped.digit_check == tutorial.digit_check  # same drawing, same verdict
+
+
+@pytest.mark.parametrize("candidates", [novelty.CANDIDATES, 8])
+def test_the_nearest_digit_distance_is_exact(monkeypatch, candidates):
+    """The bounded search gives what reading all 10,000 reference digits gives; with 8
+    candidates nearly every image takes the second, read-all-bounded path."""
+    monkeypatch.setattr(novelty, "CANDIDATES", candidates)
+    images = np.stack(_sample_frames()).astype(np.float32)
+    reference = novelty._training_digits()[novelty.REFERENCE]
+    flat = images.reshape(len(images), -1)
+    squared = (flat**2).sum(1)[:, None] - 2 * flat @ reference.T + (reference**2).sum(1)[None]
+    nearest = np.sort(np.clip(squared, 0, None), axis=1)[:, : novelty.NEIGHBOURS]
+    expected = np.sqrt(nearest).mean(axis=1)
+
+    assert np.allclose(novelty.mnist_distance(images), expected, rtol=1e-4, atol=1e-3)
+    assert np.allclose(novelty.features(images)[:, -1], expected, rtol=1e-4, atol=1e-3)
+
+
+def _sample_frames() -> list[np.ndarray]:
+    """Digits and non-digits as the network sees them: near MNIST and far from it."""
+    digits = [image for image, _, _ in redrawn_digits(12, 3)]
+    others = [image for image, _ in not_digits(12, seed=3)]
+    frames = [analyse(image).digit for image in digits + others]
+    return [frame for frame in frames if frame is not None]

@@ -183,3 +183,15 @@ def test_an_answer_and_its_explanation_come_from_one_weights_version(predictor):
     newer = predictor.explain(image)
     assert newer.version == predictor.version
     assert not np.allclose(newer.probabilities, answer.probabilities)
+
+
+def test_weights_hands_out_the_weights_as_trained_not_as_folded(tmp_path):
+    """The Draw tab answers with BatchNorm folded away; fine-tuning and saving need it back."""
+    path = checkpoints.shipped("improved")
+    predictor = Predictor.from_file(path)
+    name, state, _ = predictor.weights()
+    original = checkpoints.load(path).state_dict
+    assert name == "improved" and state.keys() == original.keys()
+    assert all(torch.equal(state[k], original[k]) for k in original)
+    state[next(iter(state))].zero_()  # a copy: changing it leaves the predictor's own alone
+    assert all(torch.equal(predictor.weights()[1][k], original[k]) for k in original)
