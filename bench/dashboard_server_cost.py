@@ -3,10 +3,10 @@ while N simulated tabs poll the dashboard at the real interval (no browser, so n
 on these cores), interleaved in one process.
 
 Each simulated tab polls as a browser tab's page does (ui/live.py): the status line and charts
-at the interval each answer gives (ACTIVE_TICK during a run), and every WATCH_TICK the slower
-Gradio poll of the per-epoch and per-run views; a tab that holds no drawing fires nothing
-else. By default it calls `TrainTab.poll` and `TrainTab.watch` directly; with `--http` it
-sends the browser's own requests (POST /gradio_api/component_server and
+at the interval each answer gives (ACTIVE_TICK during a run), and the Gradio event of the
+per-epoch and per-run views whenever an answer's `watch` changed; a tab that holds no
+drawing fires nothing else. By default it calls `TrainTab.poll` and `TrainTab.watch`
+directly; with `--http` it sends the browser's own requests (POST /gradio_api/component_server and
 /gradio_api/run/watch, with its session) to the app served on 127.0.0.1, so Gradio's routing,
 state and JSON encoding are counted too.
 Rounds alternate which comes first (watched/unwatched, then unwatched/watched, ...): this
@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from mnist_demo import server
 from mnist_demo.records import first, is_kind, of_kind
 from mnist_demo.settings import AppSettings
 from mnist_demo.training import config_from_preset
-from mnist_demo.ui.common import ACTIVE_TICK, WATCH_TICK
+from mnist_demo.ui.common import ACTIVE_TICK
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _tab import PageTab  # noqa: E402
@@ -67,30 +66,30 @@ def main() -> None:
         app, (_, dashboard) = None, server.create(AppSettings(runs_dir=runs_dir))
 
     def direct_poll() -> Callable[[], tuple[bool, float]]:
-        seen, watched, watch_at = None, None, time.monotonic()
+        seen, watched, views = None, None, None
 
         def poll() -> tuple[bool, float]:
-            """The page's poll and, every WATCH_TICK, the slower Gradio one, as a browser
-            tab sends them: (was the status redrawn, seconds to the next poll)."""
-            nonlocal seen, watched, watch_at
+            """The page's poll and, when its views moved, the Gradio one, as a browser tab
+            sends them: (was the status redrawn, seconds to the next poll)."""
+            nonlocal seen, watched, views
             answer = dashboard.train.poll(seen)
             seen = answer["key"] or seen
-            if time.monotonic() >= watch_at:
-                watched, watch_at = dashboard.train.watch(watched).seen_key, watch_at + WATCH_TICK
+            if answer["watch"] not in (None, views):
+                views, watched = answer["watch"], dashboard.train.watch(watched).seen_key
             return answer["status"] is not None, answer["every"]
 
         return poll
 
     def http_poll() -> Callable[[], tuple[bool, float]]:
-        page, watch_at = PageTab(app.url), time.monotonic()
+        page, views = PageTab(app.url), None
         body = dict(data=[None, None], fn_index=watch_index, session_hash=page.session)
 
         def poll() -> tuple[bool, float]:
-            nonlocal watch_at
+            nonlocal views
             answer = page.poll()
-            if time.monotonic() >= watch_at:  # Gradio keeps this one's key in the session
+            if answer["watch"] not in (None, views):  # Gradio keeps its key in the session
+                views = answer["watch"]
                 page.client.post("gradio_api/run/watch", json=body).raise_for_status()
-                watch_at += WATCH_TICK
             return answer["status"] is not None, answer["every"]
 
         return poll

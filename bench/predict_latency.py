@@ -114,7 +114,9 @@ def run_cli(paths: list[str]) -> tuple[float, list[dict[str, Any]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=500, help="timed calls per measurement")
-    parser.add_argument("--files", type=int, default=10000, help="PNG files for the CLI run (0: no CLI run)")
+    parser.add_argument(
+        "--files", type=int, default=10000, help="PNG files for the CLI run (0: none)"
+    )
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: shipped tutorial")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the app pins inference; the header shows it

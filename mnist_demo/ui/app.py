@@ -1,7 +1,8 @@
 """Assemble the app: the handlers of each tab and the API, and the Blocks that show them.
 
 Each tab builds itself (`train.build`, `draw.build`, `api.build`); what they share is made
-here and passed in `c`: the per-visitor States, the two timers and the hidden view keys.
+here and passed in `c`: the per-visitor States, the draw timer, the hidden button that the live
+view clicks, and the hidden view keys.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from ..predict import Predictor
 from ..settings import AppSettings
 from ..teach import PersonalSet
 from . import api, draw, explore, train
-from .common import DRAW_TICK, IDLE_TICK, Components
+from .common import DRAW_TICK, WATCH_BUTTON, Components
 
 
 class Dashboard:
@@ -35,7 +36,7 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
             "# MNIST live\nTrain the classic tutorial CNN in seconds and watch it learn; "
             "then draw a digit and see what the network sees."
         )
-        # Shared by both tabs: per-visitor state, the timers, and (below) the view keys.
+        # Shared by both tabs: per-visitor state, the timer, the button, (below) the view keys.
         c.preset = gr.State("fast")
         c.seen_key = gr.State(None)
         c.image28 = gr.State(None)
@@ -45,7 +46,8 @@ def build_app(dashboard: Dashboard) -> gr.Blocks:
         # this visitor's fine-tuned Predictor (~2 MB): dropped 30 min after its last change
         c.tuned = gr.State(None, time_to_live=1800)
         c.spark = gr.State([])
-        c.train_timer = gr.Timer(IDLE_TICK)
+        # clicked by the live view's script when per-epoch or per-run views moved (live.py)
+        c.watch_now = gr.Button(visible="hidden", elem_id=WATCH_BUTTON)
         c.draw_timer = gr.Timer(DRAW_TICK, active=False)  # woken by the poll while weights move
         with gr.Tabs():
             train.build(c, dashboard.train, dashboard.settings)

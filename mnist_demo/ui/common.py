@@ -21,9 +21,11 @@ from ..training import ConfigError
 # tab less than 0.3 s did: 5,232-5,621 vs 4,359-4,894 images/s, click to 99% 14.4-15.0 vs
 # 15.9-17.4 s (bench/dashboard_overhead.py --tabs 1, interleaved, idle 2-core machine).
 ACTIVE_TICK, IDLE_TICK = 0.45, 2.0
-# Seconds between the Train tab's slower Gradio poll while a run is live: per-epoch and per-run
-# views (figure, downloads) and the Draw tab's re-scoring follow within this (ui/live.py).
-WATCH_TICK = 1.0
+# The Train tab's per-epoch and per-run views (figure, downloads) and the Draw tab's re-scoring
+# follow Gradio events that the page starts when the live view's answer says they moved
+# (`watch` in TrainTab.poll, ui/live.py), not a timer: a 1-s gr.Timer cost a watching headless
+# Chromium ~0.025 of a core, a third of all it spent (BENCHMARKS.md, eleventh session).
+WATCH_BUTTON = "watch-now"  # elem_id of the hidden button the page clicks
 DRAW_TICK = 1.0  # seconds between re-scoring the drawing with live weights
 ACTIVE_STATES = frozenset(state.value for state in ACTIVE)  # as snapshots spell them
 PNG = "png"  # the Draw tab's images: 3x faster to encode than Gradio's default WebP

@@ -9,8 +9,8 @@ those elements. While a run is live and the tab is shown the answers come down o
 server-sent event stream (`LiveStream`); otherwise (idle, in the background, or where no
 stream can be had) the page polls the same function through Gradio's server functions (a
 POST to /component_server per answer). What changes once per epoch or per run
-(the figure, the downloads, the Draw tab's re-scoring) still follows Gradio events, on a
-slower timer (`TrainTab.watch`).
+(the figure, the downloads, the Draw tab's re-scoring) still follows Gradio events, which
+the page starts when an answer says they moved (`TrainTab.watch`, through a hidden button).
 
 Each answer carries an opaque key (what the tab has been sent): the stream keeps it, a polling
 page sends it back, so each answer holds only what moved.
@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..guards import refuse
-from .common import ACTIVE_TICK
+from .common import ACTIVE_TICK, WATCH_BUTTON
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,21 @@ STREAM_URL = "live/stream"  # relative to the page, so it follows a Space's or p
 # or all in use) the page keeps polling. A failed poll (the server restarting, a network
 # blip) is retried at the idle pace. Nothing starts before every chart's element is mounted
 # (the first answer could come before the throughput chart's gr.HTML exists). A chart whose
-# SVG did not change is not rewritten.
+# SVG did not change is not rewritten. When an answer's `watch` changed, the page clicks the
+# hidden button whose Gradio event brings the per-epoch and per-run views (TrainTab.watch).
 POLL_JS = """
 const status = element.querySelector('#status');
 const charts = () => [element.querySelector('#loss-plot'), element.querySelector('#acc-plot'),
   document.querySelector('%(speed)s')];
-let key = null, source = null, streams = true, timer = null, polling = false;
+let key = null, source = null, streams = true, timer = null, polling = false, watched = null;
 function show(reply) {
+  if (reply.watch != null && reply.watch !== watched) {
+    const button = document.getElementById('%(watch)s');
+    if (button !== null) {
+      watched = reply.watch;
+      button.click();
+    }
+  }
   if (reply.status !== null) status.innerHTML = reply.status;
   if (reply.charts) charts().forEach((chart, i) => {
     if (chart.__drawn !== reply.charts[i]) {
@@ -120,7 +128,12 @@ start();
 def poll_js(idle_seconds: float) -> str:
     """The page's script: polls (at least `idle_seconds` apart when hidden or after a failed
     poll), and the stream while a run is live and the tab is shown."""
-    return POLL_JS % {"idle": idle_seconds, "speed": SPEED_CHART, "stream": STREAM_URL}
+    return POLL_JS % {
+        "idle": idle_seconds,
+        "speed": SPEED_CHART,
+        "stream": STREAM_URL,
+        "watch": WATCH_BUTTON,
+    }
 
 
 def markdown_line_html(line: str) -> str:

@@ -36,7 +36,6 @@ from .common import (
     ACTIVE_TICK,
     IDLE_TICK,
     PRIVATE,
-    WATCH_TICK,
     Components,
     as_float,
     as_int,
@@ -181,7 +180,7 @@ class TickView(NamedTuple):
 
 
 class WatchView(NamedTuple):
-    """The slow timer's outputs: what follows Gradio events (the page polls the rest)."""
+    """`watch`'s outputs: what follows Gradio events (the page's live view shows the rest)."""
 
     draw_timer: Any
     epoch_key: Any
@@ -211,7 +210,6 @@ class JobView(NamedTuple):
     history_plot: Any
     history_loss_plot: Any
     run_pick: Any
-    train_timer: Any
 
 
 class TrainTab:
@@ -362,8 +360,9 @@ class TrainTab:
         )
 
     def watch(self, seen: TickKey | None, drawing: Any = None) -> WatchView:
-        """The slow timer: the keys whose changes run epoch_views and job_views, and the
-        Draw tab's re-scoring timer (the status line and charts come from `poll`)."""
+        """The keys whose changes run epoch_views and job_views, and the Draw tab's re-scoring
+        timer (the status line and charts come from `poll`). The page asks for it when it
+        loads and whenever a `poll` answer's `watch` changed."""
         view = self.tick(seen, drawing, with_charts=False)
         return WatchView(view.draw_timer, view.epoch_key, view.job_key, view.seen_key)
 
@@ -378,6 +377,9 @@ class TrainTab:
         four components cost the browser 0.13-0.14 of a core and the training a median 12.3%;
         this answer polled by the page 0.09 and 11.2% (20 windows), streamed 0.07-0.08 and
         6.3% (21 windows).
+
+        `watch` names the per-epoch and per-run views (epoch_key and job_key): when it differs
+        from the last one the page saw, the page clicks the hidden button that runs `watch`.
         """
         view = self.tick(parse_key(seen))
         moved = view.seen_key != gr.skip()
@@ -388,6 +390,7 @@ class TrainTab:
             "status": live.markdown_line_html(view.status) if moved else None,
             "charts": [view.loss_plot, view.acc_plot, view.speed_plot] if charts_sent else None,
             "every": ACTIVE_TICK if active else IDLE_TICK,
+            "watch": f"{view.epoch_key}|{view.job_key}" if moved else None,
         }
 
     def _shared_live_charts(self, key: TickKey, records: list) -> LiveCharts:
@@ -522,7 +525,6 @@ class TrainTab:
             csv_download=gr.DownloadButton(value=exports.get("csv"), visible="csv" in exports),
             png_download=gr.DownloadButton(value=exports.get("png"), visible="png" in exports),
             **history._asdict(),
-            train_timer=gr.Timer(value=WATCH_TICK if snap.state in ACTIVE_STATES else IDLE_TICK),
         )
 
 
@@ -675,8 +677,8 @@ def build(c: Components, tab: TrainTab, settings: AppSettings) -> None:
 
 
 def wire_poll(c: Components, demo: gr.Blocks, tab: TrainTab) -> None:
-    """The poll and the two views it triggers (after both tabs exist: it wakes the Draw tab)."""
-    c.train_timer.tick(  # no queue: one plain request per poll, no event stream
+    """`watch` and the two views it triggers (after both tabs exist: it wakes the Draw tab)."""
+    c.watch_now.click(  # no queue: one plain request, no event stream
         tab.watch, [c.seen_key, c.image28], outputs(WatchView, c), queue=False, **PRIVATE
     )
     demo.load(lambda: tab.watch(None), None, outputs(WatchView, c), **PRIVATE)

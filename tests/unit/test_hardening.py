@@ -38,7 +38,14 @@ from mnist_demo.ui import Dashboard
 from mnist_demo.ui.common import IDLE_TICK
 from mnist_demo.ui.draw import NO_DIGIT, drawing_key
 from mnist_demo.ui.live import markdown_line_html
-from mnist_demo.ui.train import CHART_SECONDS, TickKey, TrainTab, parse_key, wake_rescoring
+from mnist_demo.ui.train import (
+    CHART_SECONDS,
+    TickKey,
+    TrainTab,
+    encode_key,
+    parse_key,
+    wake_rescoring,
+)
 
 BOUND = 60.0  # seconds: the most any wait may take on a loaded 2-core machine
 ARGS = dict(preset="fast", **TRAINING_ARGS)
@@ -769,6 +776,28 @@ def test_the_pages_own_poll_sends_status_and_charts_once_then_only_what_moved(da
     assert key is not None and key.charted == key.n_records, "the charts it drew"
 
 
+def test_the_poll_says_when_the_per_epoch_and_per_run_views_moved(dashboard, fake):
+    """The page runs `watch` (a Gradio round trip) only when an answer's `watch` changed: at
+    a run's start and state changes, never for a step record."""
+    idle = dashboard.train.poll(None)
+    fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
+    assert dashboard.train.start(**ARGS) == "Run 1 started."
+    deadline = time.monotonic() + BOUND
+    while dashboard.job.snapshot().n_records == 0:  # the run's start record, from its thread
+        assert time.monotonic() < deadline, "the run never began"
+        time.sleep(0.01)
+    running = dashboard.train.poll(idle["key"])
+    assert running["watch"] not in (None, idle["watch"]), "a run started: new views"
+    key = parse_key(running["key"])
+    behind = dashboard.train.poll(encode_key(key._replace(n_records=key.n_records - 1)))
+    assert behind["watch"] == running["watch"], "the same views, whatever the tab had seen"
+    assert dashboard.train.poll(running["key"])["watch"] is None, "nothing moved, nothing sent"
+    assert dashboard.train.stop() == "Stop requested."
+    stopping = dashboard.train.poll(running["key"])
+    assert stopping["watch"] not in (None, running["watch"])
+    assert dashboard.job.wait(BOUND)
+
+
 @pytest.mark.parametrize(
     "sent",
     [
@@ -966,10 +995,8 @@ def test_the_views_after_an_epoch_or_a_state_change_match_their_outputs(dashboar
     views = dashboard.train.epoch_views()
     assert views._fields == ("figure", "per_class", "confusion", "class_caption")
     job = dashboard.train.job_views()
-    message, timer = job.message, job.train_timer
     downloads = (job.download, job.csv_download, job.png_download)
-    assert message == dashboard.job.snapshot().message and len(downloads) == 3
-    assert timer.value == IDLE_TICK
+    assert job.message == dashboard.job.snapshot().message and len(downloads) == 3
 
 
 def test_the_warm_up_drawing_goes_the_whole_way_and_is_read_as_a_one(dashboard):
