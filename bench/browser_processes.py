@@ -14,9 +14,6 @@ between streams allowed and not. (While idle the page polls either way.)
 from __future__ import annotations
 
 import argparse
-import collections
-import os
-import re
 import shutil
 import sys
 import tempfile
@@ -24,40 +21,12 @@ import time
 from pathlib import Path
 
 from _env import print_header
+from dashboard_overhead import cpu_by_process_type
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
 from pages import CHROMIUM_ARGS, open_app  # noqa: E402  (browser test helpers)
 from support import TRAINING_ARGS, launch  # noqa: E402
-
-TYPE = re.compile(rb"--type=(\S+)")
-UTILITY = re.compile(rb"--utility-sub-type=(\w+)")
-
-
-def cpu_by_process_type() -> collections.Counter:
-    """CPU seconds so far of every Chromium process, summed per type (from /proc).
-
-    Chromium rewrites its processes' command lines into one space-separated string, so the
-    type is read with a regular expression; the process without one is the browser.
-    """
-    tick = os.sysconf("SC_CLK_TCK")
-    out: collections.Counter = collections.Counter()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            command = (stat.parent / "cmdline").read_bytes()
-            text = stat.read_text()
-        except OSError:
-            continue
-        if b"chromium/chromium" not in command.split(b" ")[0].split(b"\0")[0]:
-            continue
-        kind = TYPE.search(command)
-        name = kind.group(1).decode() if kind else "browser"
-        if name == "utility":
-            sub = UTILITY.search(command)
-            name = sub.group(1).decode() if sub else name  # 'network', 'storage', ...
-        fields = text.rsplit(")", 1)[1].split()
-        out[name] += (int(fields[11]) + int(fields[12])) / tick
-    return out
 
 
 def window(seconds: float) -> dict[str, float]:

@@ -10,8 +10,10 @@ Chromium itself used per second of training (the tabs share the training's two c
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -39,19 +41,39 @@ CHROMIUM_ARGS = [
 ]
 
 
-def chromium_cpu_seconds() -> float:
-    """User + system CPU seconds of every Chromium process so far (from /proc)."""
+TYPE = re.compile(rb"--type=(\S+)")
+UTILITY = re.compile(rb"--utility-sub-type=(\w+)")
+
+
+def cpu_by_process_type() -> collections.Counter:
+    """CPU seconds so far of every Chromium process, summed per type (from /proc).
+
+    Chromium rewrites its processes' command lines into one space-separated string, so the
+    type is read with a regular expression; the process without one is the browser.
+    """
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    out: collections.Counter = collections.Counter()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
+            command = (stat.parent / "cmdline").read_bytes()
             text = stat.read_text()
         except OSError:
             continue
-        name, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
-        if "chrom" in name:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        if b"chromium/chromium" not in command.split(b" ")[0].split(b"\0")[0]:
+            continue
+        kind = TYPE.search(command)
+        name = kind.group(1).decode() if kind else "browser"
+        if name == "utility":
+            sub = UTILITY.search(command)
+            name = sub.group(1).decode() if sub else name  # 'network', 'storage', ...
+        fields = text.rsplit(")", 1)[1].split()
+        out[name] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def chromium_cpu_seconds() -> float:
+    """User + system CPU seconds of every Chromium process so far (from /proc)."""
+    return sum(cpu_by_process_type().values())
 
 
 def summarise(history: list[dict]) -> dict:

@@ -44,7 +44,7 @@ STREAM_URL = "live/stream"  # relative to the page, so it follows a Space's or p
 
 # `element` and `server` are given by gr.HTML's js_on_load. The page polls `TrainTab.poll`
 # through the server function at the pace each answer asks (`every`; polls start that far
-# apart, the round trip included). While a run is live (a fast pace) and the tab is shown, it
+# apart, the round trip included). While a run is live (`live`) and the tab is shown, it
 # switches to the stream (`LiveStream`), which the server ends with an "idle" event once the
 # run is over: an idle tab or a hidden one holds no connection (a browser has 6 per host over
 # HTTP/1.1, and Gradio's heartbeat takes one per tab). Where no stream can be had (refused,
@@ -84,7 +84,7 @@ async function poll() {
     const reply = await server.poll(key);
     key = reply.key ?? key;
     show(reply);
-    live = reply.every < %(idle)s;
+    live = reply.live;
     wait = document.hidden ? Math.max(reply.every, %(idle)s) : reply.every;
   } finally {
     polling = false;
@@ -208,8 +208,7 @@ class LiveStream:
             await send({"type": "http.response.body", "body": b"retry: 500\n\n", "more_body": True})
             while not over():
                 reply = await loop.run_in_executor(self.executor, self.poll, key)
-                live = reply["every"] <= ACTIVE_TICK
-                idle_since = math.inf if live else min(idle_since, loop.time())
+                idle_since = math.inf if reply["live"] else min(idle_since, loop.time())
                 if loop.time() - idle_since >= self.idle_seconds:
                     await send({"type": "http.response.body", "body": IDLE, "more_body": True})
                     break

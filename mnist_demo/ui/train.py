@@ -390,6 +390,7 @@ class TrainTab:
             "status": live.markdown_line_html(view.status) if moved else None,
             "charts": [view.loss_plot, view.acc_plot, view.speed_plot] if charts_sent else None,
             "every": ACTIVE_TICK if active else IDLE_TICK,
+            "live": active,  # a run is live: the page streams (ui/live.py)
             "watch": f"{view.epoch_key}|{view.job_key}" if moved else None,
         }
 

@@ -788,6 +788,7 @@ def test_the_poll_says_when_the_per_epoch_and_per_run_views_moved(dashboard, fak
         time.sleep(0.01)
     running = dashboard.train.poll(idle["key"])
     assert running["watch"] not in (None, idle["watch"]), "a run started: new views"
+    assert running["live"] and not idle["live"], "the page streams while a run is live"
     key = parse_key(running["key"])
     behind = dashboard.train.poll(encode_key(key._replace(n_records=key.n_records - 1)))
     assert behind["watch"] == running["watch"], "the same views, whatever the tab had seen"

@@ -18,11 +18,11 @@ class Script:
         self.keys.append(key)
         if self.replies:
             return self.replies.pop(0)
-        return {"key": None, "status": None, "charts": None, "every": 0.001}
+        return {"key": None, "status": None, "charts": None, "every": 0.001, "live": True}
 
 
 def answer(key: str) -> dict:
-    return {"key": key, "status": f"<p>{key}</p>", "charts": None, "every": 0.001}
+    return {"key": key, "status": f"<p>{key}</p>", "charts": None, "every": 0.001, "live": True}
 
 
 def events(sent: list[dict]) -> list[dict]:
@@ -73,7 +73,7 @@ def test_a_stream_sends_each_moved_answer_once_and_keeps_the_key():
 def test_unchanged_answers_send_nothing():
     script = Script(
         [answer("a")]
-        + [{"key": None, "status": None, "charts": None, "every": 0.001}] * 20
+        + [{"key": None, "status": None, "charts": None, "every": 0.001, "live": True}] * 20
         + [answer("b")]
     )
     stream = LiveStream(passed_on, script)
@@ -130,7 +130,7 @@ def test_a_failing_poll_ends_only_its_stream():
 
 def test_a_stream_with_no_run_live_says_idle_and_ends():
     """Answers at the idle pace for idle_seconds: an "idle" event, the end, the page polls."""
-    idle = {"key": "a", "status": "<p>Idle</p>", "charts": None, "every": 2.0}
+    idle = {"key": "a", "status": "<p>Idle</p>", "charts": None, "every": 2.0, "live": False}
     stream = LiveStream(passed_on, Script([idle]), idle_seconds=0)
     sent = asyncio.run(request(stream))
     body = b"".join(m.get("body", b"") for m in sent[1:])
@@ -139,7 +139,7 @@ def test_a_stream_with_no_run_live_says_idle_and_ends():
 
 
 def test_a_live_run_keeps_its_stream_open():
-    live = [answer(str(i)) for i in range(5)]  # the fast pace: a run is live
+    live = [answer(str(i)) for i in range(5)]  # a run is live
     stream = LiveStream(passed_on, Script(live), idle_seconds=0)
     sent = asyncio.run(request(stream, leave_after=5))
     assert len(events(sent)) == 5 and b"event: idle" not in b"".join(
