@@ -185,7 +185,7 @@ def test_an_answer_and_its_explanation_come_from_one_weights_version(predictor):
     assert not np.allclose(newer.probabilities, answer.probabilities)
 
 
-def test_weights_hands_out_the_weights_as_trained_not_as_folded(tmp_path):
+def test_weights_hands_out_the_weights_as_trained_not_as_folded():
     """The Draw tab answers with BatchNorm folded away; fine-tuning and saving need it back."""
     path = checkpoints.shipped("improved")
     predictor = Predictor.from_file(path)
