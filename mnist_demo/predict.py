@@ -73,12 +73,12 @@ class Weights:
         self,
         model: torch.nn.Module,
         version: WeightsVersion,
+        state_dict: dict[str, torch.Tensor],
         threads: int = 0,
-        state_dict: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.model, self.version, self.threads = model, version, threads
         # The weights as trained (a folded model has lost its BatchNorm statistics).
-        self.state_dict = state_dict if state_dict is not None else model.state_dict()
+        self.state_dict = state_dict
 
     def seen(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 28, 28) images as these weights read them: deskewed when they were trained so."""
@@ -172,7 +172,7 @@ class Predictor:
         with self._lock:
             self._count += 1
             version = WeightsVersion(self._count, label, model_name, source, deskew)
-            self._weights = Weights(model, version, self.threads, kept)
+            self._weights = Weights(model, version, kept, self.threads)
             return version
 
     def current(self) -> Weights:

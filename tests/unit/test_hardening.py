@@ -737,14 +737,19 @@ def test_a_poll_leaves_a_buttons_answer_up_until_the_jobs_message_changes(dashbo
     assert dashboard.job.wait(BOUND)
 
 
-def test_a_poll_after_new_records_redraws_the_status_and_charts_only(dashboard, fake):
-    """Each output a poll sends costs every open tab a re-render: send only what moved."""
-    fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
+def start_a_held_run(dashboard, fake) -> None:
+    """Start run 1 and return once its start record is visible; it holds in its first step."""
+    fake.steps, fake.step_seconds = 1, BOUND
     assert dashboard.train.start(**ARGS) == "Run 1 started."
     deadline = time.monotonic() + BOUND
     while dashboard.job.snapshot().n_records == 0:  # the run's start record, from its thread
         assert time.monotonic() < deadline, "the run never began"
         time.sleep(0.01)
+
+
+def test_a_poll_after_new_records_redraws_the_status_and_charts_only(dashboard, fake):
+    """Each output a poll sends costs every open tab a re-render: send only what moved."""
+    start_a_held_run(dashboard, fake)
     first = dashboard.train.tick(None)
     status_and_charts = (first.status, first.loss_plot, first.acc_plot, first.speed_plot)
     assert all(u != gr.skip() for u in status_and_charts)
@@ -780,12 +785,7 @@ def test_the_poll_says_when_the_per_epoch_and_per_run_views_moved(dashboard, fak
     """The page runs `watch` (a Gradio round trip) only when an answer's `watch` changed: at
     a run's start and state changes, never for a step record."""
     idle = dashboard.train.poll(None)
-    fake.steps, fake.step_seconds = 1, BOUND  # the run holds in its first step
-    assert dashboard.train.start(**ARGS) == "Run 1 started."
-    deadline = time.monotonic() + BOUND
-    while dashboard.job.snapshot().n_records == 0:  # the run's start record, from its thread
-        assert time.monotonic() < deadline, "the run never began"
-        time.sleep(0.01)
+    start_a_held_run(dashboard, fake)
     running = dashboard.train.poll(idle["key"])
     assert running["watch"] not in (None, idle["watch"]), "a run started: new views"
     assert running["live"] and not idle["live"], "the page streams while a run is live"
