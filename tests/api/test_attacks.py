@@ -1,7 +1,7 @@
 """Issue 15's attacks on a public Space, each against the app launched as on a Space.
 
 The settings come from the environment a Space sets (`SPACE_ID`) and nothing else but a
-temp runs folder and small caps, so the tests are quick: a queue of 4, 256 KB bodies, 1 MB files.
+temp runs folder and small caps, so the tests are quick: a queue of 8, 256 KB bodies, 1 MB files.
 Memory (RSS) under the same attacks is measured in bench/attack_memory.py.
 """
 
@@ -18,7 +18,7 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw
 from support import TRAINING_ARGS, draw_digit_png, launch
-from test_abuse import OFF, QueueFull, Raw
+from test_abuse import OFF, Raw
 
 from mnist_demo import guards
 from mnist_demo.settings import from_env
@@ -31,9 +31,15 @@ pytestmark = [
 BOUND = 60.0
 FILE = {"_type": "gradio.FileData"}
 TOKEN = "space-token"
+# Clients that send 40-megapixel images over and over. Each has at most one request waiting in
+# the queue, but all of them can be waiting at once (a client that got its answer joins again
+# before the finished event's slot is counted free), so the queue holds them all plus room for
+# the visitor who draws: with a queue of 4 and 6 attackers, CI once refused the drawing as
+# "Queue is full. Max size is 4 and size is 4".
+HUGE_IMAGE_ATTACKERS = 6
 SPACE = {
     "SPACE_ID": "someone/mnist-demo",
-    "MNIST_DEMO_QUEUE_SIZE": "4",
+    "MNIST_DEMO_QUEUE_SIZE": str(HUGE_IMAGE_ATTACKERS + 2),
     "MNIST_DEMO_MAX_BODY": "256kb",
     "MNIST_DEMO_MAX_FILE_SIZE": "1mb",
 }
@@ -293,7 +299,7 @@ def test_a_drawing_is_answered_within_seconds_while_huge_uploads_hammer_the_serv
     space, raw, huge_png, tmp_path
 ):
     """Six clients send 40-megapixel PNGs to /predict_file over and over (its 4 slots busy,
-    2 more waiting: the rest of this test Space's queue of 4 is left for the drawings);
+    up to 6 requests waiting: the rest of this test Space's queue is left for the drawings);
     meanwhile a visitor draws. Each drawing is read (not "busy") within DRAWING_WAIT
     seconds, and the large images beyond one at a time are refused quickly, not queued."""
     assert len(huge_png) < 1024 * 1024  # under the Space's file cap: it reaches the decoder
@@ -306,14 +312,11 @@ def test_a_drawing_is_answered_within_seconds_while_huge_uploads_hammer_the_serv
         path = client.http.post("gradio_api/upload", files=files).json()[0]
         while not stop.is_set():
             began = time.monotonic()
-            try:
-                _, text = client.call("predict_file", [{"path": path, "meta": FILE}])
-            except QueueFull:  # the whole queue is taken: refused at the door, also "busy"
-                text = "busy"
+            _, text = client.call("predict_file", [{"path": path, "meta": FILE}])
             answers.append((time.monotonic() - began, "busy" if "busy" in text else "read"))
         client.http.close()
 
-    attackers = [threading.Thread(target=attacker) for _ in range(6)]
+    attackers = [threading.Thread(target=attacker) for _ in range(HUGE_IMAGE_ATTACKERS)]
     for thread in attackers:
         thread.start()
     url = data_url(Image.open(draw_digit_png(tmp_path / "one.png", "1", size=280)))
