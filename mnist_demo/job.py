@@ -28,6 +28,7 @@ from .records import (
     Record,
     StartRecord,
     StepRecord,
+    count,
     epoch_position,
     epochs_done,
     first,
@@ -99,6 +100,7 @@ class Snapshot:
     checkpoint: str | None
     exports: dict[str, str] = field(default_factory=dict)  # "csv" / "png" of the ended run
     figure: str | None = None  # the tutorial's figure of the run so far (PNG), once per epoch
+    figure_epochs: int = 0  # the epochs that figure shows: it follows each epoch's record
     n_history: int = 0  # runs in the history, so viewers redraw the comparison when it grows
 
     def as_dict(self) -> dict[str, Any]:
@@ -118,6 +120,7 @@ class _Run:
     evaluation: tuple[str, Evaluation] | None = None  # the latest test pass and its label
     exports: dict[str, str] = field(default_factory=dict)
     figure: Path | None = None
+    figure_epochs: int = 0  # epoch records drawn in `figure`
     started_at: float = 0.0  # time.monotonic()
     paused_at: float = 0.0
     paused_seconds: float = 0.0  # excluded from the time limit
@@ -291,6 +294,7 @@ class TrainingJob:
                 checkpoint=str(run.checkpoint) if run.checkpoint else None,
                 exports=dict(run.exports),
                 figure=str(run.figure) if run.figure else None,
+                figure_epochs=run.figure_epochs,
                 n_history=self._n_history,
             )
 
@@ -338,7 +342,8 @@ class TrainingJob:
         with self._lock:
             run.checkpoint = saved
             run.exports = exports
-            run.figure = Path(exports["png"]) if "png" in exports else run.figure
+            if "png" in exports:
+                run.figure, run.figure_epochs = Path(exports["png"]), result.epochs_completed
             self._n_history = len(self.history.runs())
             acc = f"{result.test_accuracy:.2f}%" if result.test_accuracy is not None else "n/a"
             if result.stopped:
@@ -416,9 +421,10 @@ class TrainingJob:
         # Publish before the record is visible: a status that shows a step of this run also
         # shows this run's weights in the Draw tab.
         now = time.monotonic()
+        draw_figure = False
         if is_kind(record, "epoch"):
             self._publish(run, model, run_label(run_id, epochs_done(record)))
-            self._draw_figure(record, run)
+            draw_figure = not _last_epoch(record, run)  # the last one: the export draws it
         elif is_kind(record, "step") and (
             run.last_publish is None or now - run.last_publish >= self.limits.publish_interval
         ):
@@ -435,21 +441,24 @@ class TrainingJob:
                 run.control.stop()
                 self._state = State.STOPPING
                 self._message = "Stopping: the time limit for one run was reached."
+        if draw_figure:
+            self._draw_figure(run)
 
-    def _draw_figure(self, epoch: EpochRecord, run: _Run) -> None:
-        """The tutorial's figure up to this epoch, drawn here once for every viewer.
+    def _draw_figure(self, run: _Run) -> None:
+        """The tutorial's figure up to the latest epoch, drawn here once for every viewer.
 
-        Drawn in the training thread (niced) before the epoch's record is visible, so a tab
-        that sees the epoch also gets its figure; matplotlib costs ~100-250 ms a figure,
-        which the server's request handling would otherwise pay once per tab. The final
-        export replaces it.
+        Drawn in the training thread (niced), which matplotlib costs ~100-250 ms a figure
+        that the server's request handling would otherwise pay once per tab, but after the
+        epoch's record is visible: a run's test accuracy was shown 0.4-0.9 s late while its
+        figure was drawn first (BENCHMARKS.md, twelfth session). Viewers follow
+        `figure_epochs` to fetch it. The run's last epoch is drawn once, by its export.
         """
         with self._lock:
-            records = [*run.records, epoch]
+            records = list(run.records)
         path = run.files.draw_figure(records)
         if path is not None:
             with self._lock:
-                run.figure = path
+                run.figure, run.figure_epochs = path, count(records, "epoch")
 
     def _on_evaluation(
         self, record: EpochRecord, evaluation: Evaluation, run: _Run, run_id: int
@@ -468,6 +477,13 @@ class TrainingJob:
                 source,
                 deskew=run.config.deskew,
             )
+
+
+def _last_epoch(record: EpochRecord, run: _Run) -> bool:
+    """Is this the run's last epoch record (its planned end, or a stop)?"""
+    start = first(run.records, "start")
+    planned = start is not None and record["step"] >= start["total_steps"]
+    return planned or run.control is None or run.control.stopped
 
 
 def _yield_to_requests() -> None:

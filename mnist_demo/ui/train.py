@@ -120,6 +120,7 @@ class TickKey(NamedTuple):
     n_history: int
     weights: int
     n_epochs: int
+    figures: int = 0  # epochs the run's figure shows: it is drawn after its epoch's record
     charted: int = -1  # the n_records the tab's charts draw (they lag by CHART_SECONDS at most)
     charted_at: float = -math.inf  # when those charts were sent (TrainTab.clock)
 
@@ -143,6 +144,7 @@ def parse_key(sent: Any) -> TickKey | None:
         int,
         str,
         str,
+        int,
         int,
         int,
         int,
@@ -317,6 +319,7 @@ class TrainTab:
             snap.n_history,
             self.predictor.version.number,
             count(records, "epoch"),
+            snap.figure_epochs,
         )
         seen = TickKey(*seen) if seen is not None and len(seen) == len(key) else None
         idle = not of_kind(records, "step")
@@ -352,7 +355,8 @@ class TrainTab:
             **plots._asdict(),
             draw_timer=wake_rescoring(seen, key, active) if drawing is not None else gr.skip(),
             # its change runs epoch_views (idle: the Draw model's figure)
-            epoch_key=f"{key.run_id}/{key.n_epochs}" + (f"/w{key.weights}" if idle else ""),
+            epoch_key=f"{key.run_id}/{key.n_epochs}/{key.figures}"
+            + (f"/w{key.weights}" if idle else ""),
             # idle, the weights too: the Draw model's choice changed (in any tab)
             job_key=f"{key.run_id}/{key.state}/{key.n_history}/{key.message}"
             + ("" if active else f"/w{key.weights}"),

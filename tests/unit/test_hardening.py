@@ -799,6 +799,21 @@ def test_the_poll_says_when_the_per_epoch_and_per_run_views_moved(dashboard, fak
     assert dashboard.job.wait(BOUND)
 
 
+def test_the_poll_says_when_an_epochs_figure_follows_its_record(dashboard, fake, monkeypatch):
+    """The job draws an epoch's figure after the epoch is shown (job.py): its arrival alone,
+    with no new record, must move `watch` so that the page fetches it."""
+    start_a_held_run(dashboard, fake)
+    before = dashboard.train.poll(None)
+    snapshot = dashboard.job.snapshot
+    drawn = replace(snapshot(), figure_epochs=snapshot().figure_epochs + 1)
+    monkeypatch.setattr(dashboard.job, "snapshot", lambda: drawn)
+    after = dashboard.train.poll(before["key"])
+    assert after["watch"] not in (None, before["watch"])
+    assert after["charts"] is None, "only the per-epoch views moved"
+    assert dashboard.train.stop() == "Stop requested."
+    assert dashboard.job.wait(BOUND)
+
+
 @pytest.mark.parametrize(
     "sent",
     [
@@ -807,8 +822,8 @@ def test_the_poll_says_when_the_per_epoch_and_per_run_views_moved(dashboard, fak
         "not json",
         "[1, 2]",
         '{"run_id": 1}',
-        '[null, 0, "idle", "", 0, 1, 0, "x", 0.0]',  # a field of the wrong type
-        '[true, 0, "idle", "", 0, 1, 0, 0, 0.0]',
+        '[null, 0, "idle", "", 0, 1, 0, 0, "x", 0.0]',  # a field of the wrong type
+        '[true, 0, "idle", "", 0, 1, 0, 0, 0, 0.0]',
         "[" * 5000,  # longer than any key
         17,
         ["a", "list"],
