@@ -40,3 +40,11 @@ def _cpu_name() -> str:
 def print_header(device: str = "cpu") -> None:
     for key, value in environment(device).items():
         print(f"# {key}: {value}")
+
+
+def stolen_seconds() -> float:
+    """CPU seconds the hypervisor has given other guests so far (/proc/stat's steal): this
+    machine's speed moves with it, so benchmarks report it next to their timings."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0

@@ -112,6 +112,7 @@ def one_run(url: str, tabs: int, device: str, target: float, timeout: float) -> 
         "click to first point s": round(seen.get("first point", float("nan")), 2),
         f"click to {target:g}% s": round(seen.get("target", float("nan")), 2),
         "test % seen": seen.get("at"),
+        "run's best test %": status.get("best_test_accuracy"),  # under the target: no time
         "state": status.get("state"),
         "poll errors": len(errors),
     }

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _env import print_header
+from _env import print_header, stolen_seconds
 from dashboard_overhead import CHROMIUM_ARGS, chromium_cpu_seconds
 
 from mnist_demo.records import first, of_kind
@@ -36,13 +36,6 @@ from mnist_demo.training import config_from_preset
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
 from support import launch  # noqa: E402  (the same launcher the browser tests use)
-
-
-def stolen_seconds() -> float:
-    """CPU seconds the hypervisor has given other guests so far (/proc/stat's steal)."""
-    with open("/proc/stat") as stat:
-        fields = stat.readline().split()
-    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
 def latest_step(job) -> tuple[int, float]:
