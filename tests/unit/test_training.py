@@ -220,14 +220,21 @@ def test_records_start_steps_and_one_epoch_record_per_completed_epoch(tiny_mnist
     assert not result.model.training  # handed back ready for inference
 
 
+@pytest.mark.parametrize("probe_images", [0, 100])
 def test_test_first_records_the_untrained_accuracy_and_changes_nothing_else(
-    tiny_mnist, make_config
+    tiny_mnist, make_config, probe_images
 ):
-    config = make_config(max_steps=4, log_every=2)
+    config = make_config(max_steps=4, log_every=2, probe_images=probe_images)
     plain, first = train(config), train(config, test_first=True)
 
     assert "test_accuracy" not in plain.history[0]
-    assert 0 <= first.history[0]["test_accuracy"] <= 30, "untrained: about chance level"
+    if probe_images:  # tested on the sample, as the test curve's first point
+        untrained = first.history[1]
+        assert (untrained["kind"], untrained["step"]) == ("probe", 0)
+        assert "test_accuracy" not in first.history[0]
+    else:  # on all the test images, in the start record
+        untrained = first.history[0]
+    assert 0 <= untrained["test_accuracy"] <= 30, "untrained: about chance level"
     losses = [[r["loss"] for r in of_kind(run.history, "step")] for run in (plain, first)]
     assert losses[0] == losses[1], "the extra test pass draws no random numbers"
 
