@@ -449,7 +449,7 @@ class TrainingJob:
 
         Drawn in the training thread (niced), which matplotlib costs ~100-250 ms a figure
         that the server's request handling would otherwise pay once per tab, but after the
-        epoch's record is visible: a run's test accuracy was shown 0.4-0.9 s late while its
+        epoch's record is visible: a run's test accuracy was shown 0.3-1.1 s late while its
         figure was drawn first (BENCHMARKS.md, twelfth session). Viewers follow
         `figure_epochs` to fetch it. The run's last epoch is drawn once, by its export.
         """
