@@ -483,7 +483,7 @@ def _last_epoch(record: EpochRecord, run: _Run) -> bool:
     """Is this the run's last epoch record (its planned end, or a stop)?"""
     start = first(run.records, "start")
     planned = start is not None and record["step"] >= start["total_steps"]
-    return planned or run.control is None or run.control.stopped
+    return planned or run.control.stopped  # records come only from a run's train()
 
 
 def _yield_to_requests() -> None:
