@@ -30,11 +30,16 @@ FRAMES_IN_JS = """async (ms) => { const before = window.__frames;
 
 
 def open_app(browser, url: str, viewport=DESKTOP):
-    """A new page on the app, once its Train tab is there (`browser` or a browser context)."""
+    """A new page on the app, once its Train tab is there (`browser` or a browser context).
+
+    Its live view's status line (`#status`, in a gr.HTML) is waited for too: it can mount
+    after the Start button, and a test reading it at once met null once in CI.
+    """
     is_browser = hasattr(browser, "contexts")  # a context has its own viewport already
     page = browser.new_page(viewport=viewport) if is_browser else browser.new_page()
     page.goto(url)
     page.wait_for_selector("#start", timeout=60_000)
+    page.wait_for_selector("#status", state="attached", timeout=60_000)
     return page
 
 
