@@ -174,9 +174,40 @@ def test_uploads_are_refused_while_the_cache_is_over_its_bound(space, tmp_path):
     limit = guards.BodyLimit(
         None, max_body=1024, max_file=1024, cache_dir=str(tmp_path), cache_bytes=100
     )
+    meter = limit.cache
+    assert meter is not None
+    meter.every = meter.spacing = 0  # each check after a walk starts the next one at once
+    assert not meter.full()  # an empty folder; the check starts a walk
     (tmp_path / "old-upload.png").write_bytes(bytes(200))
-    assert limit.cache is not None and limit.cache.full()
+    assert meter.wait_for_walks(1, BOUND)
+    meter.full()
+    assert meter.wait_for_walks(2, BOUND) and meter.full() and meter.size() == 200
     assert space.demo.delete_cache is not None  # Gradio deletes old uploads on a schedule
+
+
+def test_checking_the_upload_cache_never_waits_for_the_disk(tmp_path, monkeypatch):
+    """The check runs in the server's event loop: a walk of a large cache (0.4-0.5 s for
+    ~6,000 files here) must happen beside it, and the uploads admitted meanwhile count."""
+    walking, release = threading.Event(), threading.Event()
+
+    def slow_walk(folder):
+        walking.set()
+        release.wait(BOUND)
+        return 0
+
+    monkeypatch.setattr(guards, "folder_bytes", slow_walk)
+    meter = guards.CacheMeter(tmp_path, limit=1000)
+    checked = threading.Thread(target=meter.full)
+    checked.start()
+    checked.join(BOUND / 4)
+    try:
+        assert not checked.is_alive(), "the check waited for the walk"
+        assert walking.wait(BOUND)
+        meter.add(1000)  # an upload admitted while the walk runs
+        assert meter.full()
+    finally:
+        release.set()
+    assert meter.wait_for_walks(1, BOUND) and meter.full()  # still counted after the walk
 
 
 def test_distinct_uploads_are_refused_with_507_once_the_cache_reaches_its_cap(tmp_path):
