@@ -290,7 +290,19 @@ def main() -> None:
         "--no-give-way", action="store_true", help="training never pauses for requests (A/B)"
     )
     parser.add_argument(
+        "--give-way-share",
+        type=float,
+        default=None,
+        help="training's floor while it gives way (default: the app's JobLimits)",
+    )
+    parser.add_argument(
         "--niceness", type=int, default=None, help="the training thread's (default: the app's)"
+    )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="the server process's sys.setswitchinterval, seconds (default: the app's)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="6 clients x 8, 5 s baseline, 1 epoch (~1 min)"
@@ -327,9 +339,13 @@ def main() -> None:
         finally:
             bare_clients.close()
             bare_demo.close()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     if args.niceness is not None:
         job_module.TRAINING_NICENESS = args.niceness  # read when a run starts
-    limits = JobLimits(give_way_share=1.0) if args.no_give_way else JobLimits()
+    limits = JobLimits()
+    if args.no_give_way or args.give_way_share is not None:
+        limits = JobLimits(give_way_share=1.0 if args.no_give_way else args.give_way_share)
     runs = Path(tempfile.mkdtemp(prefix="load-test-runs-"))
     app = launch(runs, train_threads=args.train_threads, limits=limits)
     dashboard, demo = app.dashboard, app.demo
@@ -348,8 +364,11 @@ def main() -> None:
         base_load = f"{os.getloadavg()[0]:.1f}"
         time.sleep(args.baseline_seconds)  # the measurement window itself
         load_from = job.snapshot().n_records - 1
+        give_way = job._run.control.give_way  # the bench reads what the run paused
+        paused_before = give_way.paused if give_way else 0.0
         load = clients.round(args.requests)
         snap = job.snapshot()
+        paused = (give_way.paused if give_way else 0.0) - paused_before
     finally:
         clients.close()
         job.stop()
@@ -386,10 +405,11 @@ def main() -> None:
     complete = len(load["results"]) == args.clients * args.requests
     print(
         f"\ntargets: zero errors {'yes' if complete and not errors else 'NO'}; "
-        f"give way {'off' if args.no_give_way else 'on'}, "
+        f"give way {'off' if args.no_give_way else f'on ({limits.give_way_share:.0%} floor)'}, "
         f"training at nice {job_module.TRAINING_NICENESS}; "
         f"training progressing {'yes' if load_steps > 0 else 'NO'} "
-        f"(job {snap.state} when the load ended)"
+        f"(job {snap.state} when the load ended); it paused {paused:.1f} s of the "
+        f"{load['seconds']:.1f} s under load"
     )
     if bare_ms and ms:
         ratio = percentile(ms, 0.95) / percentile(bare_ms, 0.95)
