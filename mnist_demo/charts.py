@@ -275,6 +275,18 @@ def _in_run_style(series: str) -> tuple[str, dict[str, Any]]:
     return "--.", dict(color=TEST_COLOR, lw=1.2, label=label)
 
 
+def use_agg_backend() -> None:
+    """Draw off-screen (Agg): a server has no display.
+
+    The app calls this at start-up too: Gradio 6.31 asks matplotlib for its backend around
+    every event, in the server's event loop, and while the backend was unresolved the first
+    event imported pyplot there (0.6-0.8 s in which no request on the server was served).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def tutorial_figure(records: Sequence[Record]):
     """The tutorial's twin-axis figure: training loss (log, left), accuracies (right).
 
@@ -283,9 +295,7 @@ def tutorial_figure(records: Sequence[Record]):
     measured during it (loss and train accuracy per logged step, the sample's test accuracy),
     with the full test's result as dots. Train solid, test dashed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a server
+    use_agg_backend()
     from matplotlib.figure import Figure
     from matplotlib.ticker import LogFormatterSciNotation
 

@@ -11,7 +11,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 from starlette.middleware import Middleware
 
-from . import draw_model, guards
+from . import charts, draw_model, guards
 from .job import TrainingJob
 from .predict import Predictor
 from .settings import AppSettings
@@ -75,6 +75,7 @@ def bound(demo: gr.Blocks, settings: AppSettings) -> None:
 def create(settings: AppSettings) -> tuple[gr.Blocks, Dashboard]:
     for name, value in QUIET_GRADIO_ANALYTICS.items():
         os.environ.setdefault(name, value)  # read when the queue is made, below
+    charts.use_agg_backend()  # before any event: Gradio asks for it in the event loop
     remove_stale_temp_files(settings.runs_dir)
     predictor = last_good_predictor(settings.runs_dir)
     job = TrainingJob(predictor, runs_dir=settings.runs_dir, limits=settings.limits)

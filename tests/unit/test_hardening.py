@@ -13,6 +13,8 @@ import io
 import math
 import random
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -1119,3 +1121,26 @@ def test_a_runs_first_point_and_each_full_test_are_drawn_without_waiting(dashboa
     tested = tab.tick(first.seen_key)
     assert tested.acc_plot != gr.skip(), "a full test at once"
     assert "test: all 10,000: 97.5 at epoch 1" in chart_dots(tested.acc_plot)
+
+
+# Gradio 6.31 runs this around every event, in the server's event loop (route_utils).
+FIRST_EVENT_AND_LIST_MODULES = """import sys
+from pathlib import Path
+from mnist_demo import server
+from mnist_demo.settings import AppSettings
+server.create(AppSettings(runs_dir=Path(sys.argv[1])))
+from gradio.utils import MatplotlibBackendMananger
+with MatplotlibBackendMananger():
+    pass
+print("matplotlib.pyplot" in sys.modules)"""
+
+
+def test_the_first_event_does_not_import_pyplot_in_the_event_loop(tmp_path):
+    """With matplotlib's backend unresolved, Gradio's check imported pyplot during the first
+    event: 0.6-0.8 s in which the server answered no one (BENCHMARKS.md, thirteenth session)."""
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_EVENT_AND_LIST_MODULES, str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
