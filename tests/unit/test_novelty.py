@@ -101,7 +101,7 @@ def test_the_nearest_digit_distance_is_exact(monkeypatch, candidates):
     candidates nearly every image takes the second, read-all-bounded path."""
     monkeypatch.setattr(novelty, "CANDIDATES", candidates)
     images = np.stack(_sample_frames()).astype(np.float32)
-    reference = novelty._training_digits()[novelty.REFERENCE]
+    reference = novelty.reference_digits()
     flat = images.reshape(len(images), -1)
     squared = (flat**2).sum(1)[:, None] - 2 * flat @ reference.T + (reference**2).sum(1)[None]
     nearest = np.sort(np.clip(squared, 0, None), axis=1)[:, : novelty.NEIGHBOURS]
