@@ -27,6 +27,8 @@ SMOOTH_SEED = 0  # fixed: the same drawing must always get the same map
 GREY_LEVEL = 0.6  # the digit under a heat map is dimmed so the colours stand out
 HEAT_OPACITY = 0.85  # full heat almost hides the digit; zero heat shows it untouched
 PAD_RGB = (48, 48, 64)  # the gutter between feature-map tiles: dark, but not black like a dead map
+GUTTER = 256  # a tile grid's value for its gutter: no pixel has it
+TILE_RGB = torch.tensor([(v, v, v) for v in range(256)] + [PAD_RGB], dtype=torch.uint8)
 
 
 def _numpy(values: Any) -> np.ndarray:
@@ -250,19 +252,23 @@ def tile_maps(maps: np.ndarray, columns: int = 8, scale: int = 4, pad: int = 1) 
     span = maps.max(axis=(1, 2), keepdims=True) - low
     scaled = np.zeros_like(maps)
     np.divide(maps - low, span, out=scaled, where=span > 0)  # constant maps stay 0
-    # torchvision's make_grid lays the tiles out: same pixels as our former loop, and 1.6 vs
-    # 2.5 ms (16 maps) and 2.2 vs 5.3 ms (32 maps) per grid on the 2-core CPU. Its import costs
-    # ~3.7 s once per process, so it happens here (the app's warm-up pays it), not at start.
-    from torchvision.utils import make_grid
-
-    tiles = torch.from_numpy(np.round(255.0 * scaled)).unsqueeze(1)  # (C, 1, H, W)
-    tiles = tiles.repeat_interleave(scale, 2).repeat_interleave(scale, 3)  # crisp squares
-    gutter = -1.0  # no tile value: marks the gutter, painted PAD_RGB below
-    grid = make_grid(tiles, nrow=min(columns, len(tiles)), padding=pad, pad_value=gutter)
-    if len(tiles) == 1:  # make_grid returns a lone tile without its border
-        grid = F.pad(grid, (pad, pad, pad, pad), value=gutter)
-    grid = grid.permute(1, 2, 0).numpy()  # (H, W, 3)
-    return np.where(grid[..., :1] == gutter, np.array(PAD_RGB, np.float32), grid).astype(np.uint8)
+    # The grid is one reshape, not torchvision's make_grid: importing torchvision (it imports
+    # torch._dynamo) took 2.3-3.7 s of the app's start-up for this alone, and this lays out
+    # the same pixels in 0.97 / 1.45 ms against make_grid's 1.22 / 2.11 (16 / 32 maps,
+    # interleaved; BENCHMARKS.md, thirteenth session).
+    count, height, width = maps.shape
+    across = min(columns, count)
+    down = math.ceil(count / across)
+    tiles = torch.from_numpy(np.round(255.0 * scaled).astype(np.int16))
+    tiles = tiles.repeat_interleave(scale, 1).repeat_interleave(scale, 2)  # crisp squares
+    # Each cell is its gutter (above and left) and its tile; GUTTER where there is no tile.
+    shape = (down * across, pad + height * scale, pad + width * scale)
+    cells = torch.full(shape, GUTTER, dtype=torch.int16)
+    cells[:count, pad:, pad:] = tiles
+    _, cell_h, cell_w = cells.shape
+    grid = cells.view(down, across, cell_h, cell_w).permute(0, 2, 1, 3)
+    grid = F.pad(grid.reshape(down * cell_h, across * cell_w), (0, pad, 0, pad), value=GUTTER)
+    return TILE_RGB[grid.long()].numpy()
 
 
 def gallery_image(misread: Misread, scale: int = 3) -> np.ndarray:
