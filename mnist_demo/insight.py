@@ -252,10 +252,10 @@ def tile_maps(maps: np.ndarray, columns: int = 8, scale: int = 4, pad: int = 1) 
     span = maps.max(axis=(1, 2), keepdims=True) - low
     scaled = np.zeros_like(maps)
     np.divide(maps - low, span, out=scaled, where=span > 0)  # constant maps stay 0
-    # The grid is one reshape, not torchvision's make_grid: importing torchvision (it imports
-    # torch._dynamo) took 2.3-3.7 s of the app's start-up for this alone, and this lays out
-    # the same pixels in 0.97 / 1.45 ms against make_grid's 1.22 / 2.11 (16 / 32 maps,
-    # interleaved; BENCHMARKS.md, thirteenth session).
+    # The grid is torch reshapes, not torchvision's make_grid: importing torchvision (it
+    # imports torch._dynamo) took 2.3-3.7 s of the app's start-up for this alone, and this
+    # lays out the same pixels as fast: 0.77 / 1.26 ms against make_grid's 0.82 / 1.38 (16 /
+    # 32 maps, interleaved; BENCHMARKS.md, thirteenth session).
     count, height, width = maps.shape
     across = min(columns, count)
     down = math.ceil(count / across)
