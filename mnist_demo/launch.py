@@ -43,6 +43,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.device not in available_devices():
         parser.error(f"--device {args.device}: choose from {', '.join(available_devices())}")
     demo, dashboard = server.create(app_settings)
+    server.freeze_start_up()
     demo.launch(
         server_name=args.host,
         server_port=args.port,
