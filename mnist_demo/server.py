@@ -95,7 +95,7 @@ def freeze_start_up() -> None:
     """Keep what the server process built at start-up out of the garbage collector's scans.
 
     It lives as long as the server; scanned, one full collection held every thread (and so
-    every request) 229-256 ms (BENCHMARKS.md, thirteenth session). Garbage is collected
+    every request) 215-256 ms (BENCHMARKS.md, thirteenth session). Garbage is collected
     first, so none is kept for good. For the server's own process only: an app built in a
     process that goes on (a test session) would keep whatever it later drops.
     """

@@ -1144,7 +1144,7 @@ print(gc.get_freeze_count() > 1000)"""
 def test_the_app_starts_and_serves_events_without_pyplot_or_torchvision(tmp_path):
     """The first event imported pyplot in the event loop: 0.6-0.8 s in which the server
     answered no one; torchvision cost every start-up seconds; a full collection over the
-    start-up's objects held every thread 229-256 ms (BENCHMARKS.md, thirteenth session).
+    start-up's objects held every thread 215-256 ms (BENCHMARKS.md, thirteenth session).
     The start-up includes a drawing's explanation, which tiles feature maps."""
     env = {**os.environ, "MNIST_DEMO_RUNS_DIR": str(tmp_path / "runs")}
     done = subprocess.run(
