@@ -16,28 +16,31 @@ import statistics
 from _env import print_header
 
 from mnist_demo.records import of_kind
-from mnist_demo.training import PRESETS, config_from_preset, resolve_device, train
+from mnist_demo.training import PRECISIONS, PRESETS, config_from_preset, resolve_device, train
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="fast", choices=list(PRESETS))
     parser.add_argument("--target", type=float, default=99.0, help="test accuracy, percent")
-    parser.add_argument("--runs", type=int, default=3, help="seeds 0..runs-1")
+    parser.add_argument("--runs", type=int, default=3, help="seeds first..first+runs-1")
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-cuda-graph", action="store_true")
+    parser.add_argument("--precision", default=None, choices=PRECISIONS, help="default: preset's")
     args = parser.parse_args()
     device = str(resolve_device(args.device))
     print_header(device)
     rows = []
-    for seed in range(args.runs):
+    for seed in range(args.first_seed, args.first_seed + args.runs):
         config = config_from_preset(
             args.preset,
             seed=seed,
             epochs=args.epochs,
             device=device,
             cuda_graph=not args.no_cuda_graph,
+            precision=args.precision,
         )
         result = train(config)
         epochs = of_kind(result.history, "epoch")
@@ -46,6 +49,7 @@ def main() -> None:
             dict(
                 seed=seed,
                 mode=result.history[0]["mode"],
+                precision=result.precision,
                 reached=hit is not None,
                 seconds_to_target=hit["train_seconds"] if hit else None,
                 epochs_to_target=hit.get("epochs_done", hit["epoch"]) if hit else None,

@@ -23,6 +23,7 @@ from .records import Record, is_kind, of_kind
 from .training import (
     CPU_PARALLEL,
     OPTIMIZERS,
+    PRECISIONS,
     PRESETS,
     SCHEDULES,
     ConfigError,
@@ -63,11 +64,21 @@ _HELP = {
     "device": "auto, cpu, cuda or cuda:N",
     "threads": "CPU threads (0 = one per core)",
     "cpu_parallel": "auto, threads or replicas: how several CPU cores share a step",
+    "precision": "auto, float32 or bfloat16: the forward's arithmetic (auto: bfloat16 where "
+    "the CPU has it in hardware)",
     "log_every": "steps between progress records",
     "log_seconds": "also a progress record after this many seconds (0 = steps only)",
     "max_steps": "stop after this many steps (0 = no limit)",
     "probe_images": "test images (equal per digit) tested during each epoch (0 = off)",
     "data_dir": "MNIST IDX files (.gz or raw, or torchvision's MNIST/raw/) instead of the bundled",
+}
+
+
+_CHOICES = {
+    "schedule": SCHEDULES,
+    "cpu_parallel": CPU_PARALLEL,
+    "optimizer": OPTIMIZERS,
+    "precision": PRECISIONS,
 }
 
 
@@ -110,12 +121,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         flag = "--" + f.name.replace("_", "-")
         kind = {int: int, float: float, bool: _boolean}.get(type(getattr(defaults, f.name)), str)
         extra: dict[str, Any] = {}
-        if f.name == "schedule":
-            extra["choices"] = list(SCHEDULES)
-        if f.name == "cpu_parallel":
-            extra["choices"] = list(CPU_PARALLEL)
-        if f.name == "optimizer":
-            extra["choices"] = list(OPTIMIZERS)
+        if f.name in _CHOICES:
+            extra["choices"] = list(_CHOICES[f.name])
         p.add_argument(
             flag,
             type=kind,
@@ -242,6 +249,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "epochs_trained": epochs[-1]["epochs_done"],
         "steps": result.steps,
         "device": result.device,
+        "precision": result.precision,
         "model": config.model,
         "checkpoint": str(saved),
         "epoch_test_accuracy": [r["test_accuracy"] for r in epochs],

@@ -25,6 +25,7 @@ class _StartBase(_Stamped):
     kind: Literal["start"]
     device: str  # e.g. "cpu (2 threads)"
     mode: str  # how steps run: "cuda-graph", "eager", "eager, 2 threads or replicas (auto)"
+    precision: str  # the forward's arithmetic: "float32" or "bfloat16" (TrainConfig.precision)
     total_steps: int
     steps_per_epoch: int
     config: dict[str, Any]  # asdict(TrainConfig)

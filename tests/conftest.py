@@ -48,14 +48,17 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 @pytest.fixture
 def make_config() -> Callable[..., TrainConfig]:
-    """TrainConfig factory: the fast preset on the CPU with one thread, plus overrides.
+    """TrainConfig factory: the fast preset on the CPU with one thread in float32, plus overrides.
 
     Without the in-epoch test sample unless asked for (tests/unit/test_test_curve.py tests
     it): the loop's mechanics are checked on exact record sequences.
     """
 
     def make(**overrides: Any) -> TrainConfig:
-        values: dict[str, Any] = dict(device="cpu", threads=TEST_THREADS, probe_images=0)
+        # float32: the loop's numbers must not depend on whether CI's CPU has bfloat16
+        values: dict[str, Any] = dict(
+            device="cpu", threads=TEST_THREADS, probe_images=0, precision="float32"
+        )
         values.update(overrides)
         return training.config_from_preset("fast", **values).validate()
 

@@ -101,6 +101,7 @@ def test_tutorial_preset_is_the_seed_tutorials_recipe():
     )
     assert (config.beta1, config.beta2, config.augment) == (0.9, 0.999, 0)  # plain Adam
     assert config.label_smoothing == 0  # plain cross-entropy
+    assert config.precision == "float32"  # the seed's arithmetic, whatever the CPU
     config.validate()
 
 
@@ -391,7 +392,9 @@ def test_label_smoothing_changes_the_update_but_the_reported_loss_stays_plain(
 
     weights = {}
     for smoothing in (0.0, 0.1):
-        config = config_from_preset("fast", device="cpu", label_smoothing=smoothing)
+        config = config_from_preset(
+            "fast", device="cpu", label_smoothing=smoothing, precision="float32"
+        )
         model = copy.deepcopy(trained_tutorial.model).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
         step = training._Step(model, optimizer, train_split, config, torch.device("cpu"))
@@ -416,6 +419,51 @@ def test_cpu_replicas_train_like_one_model(tiny_mnist, make_config):
     assert losses(2, "replicas")[1] == two, "the tutorial model stays bit-repeatable with replicas"
     mode_threads, threads = losses(2, "threads")
     assert mode_threads == "eager, 2 threads" and threads == pytest.approx(one, rel=2e-3)
+
+
+def test_auto_precision_is_bfloat16_only_on_a_cpu_that_computes_it(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(training, "_cpu_computes_bfloat16", lambda native=native: native)
+        auto = TrainConfig()
+        assert training.compute_dtype(auto, cpu) == (torch.bfloat16 if native else torch.float32)
+        assert training.compute_dtype(auto, cuda) == torch.float32  # the graphed step's
+        for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+            assert training.compute_dtype(TrainConfig(precision=name), cpu) == dtype
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="float16").validate()
+
+
+@pytest.mark.parametrize("threads, parallel", [(1, "threads"), (2, "replicas")])
+def test_a_bfloat16_run_computes_its_forward_in_bfloat16_and_keeps_float32_weights(
+    tiny_mnist, make_config, threads, parallel
+):
+    """Autocast is per thread: each replica's thread must enter it too, or it runs float32."""
+    seen: list[torch.dtype] = []
+    model = build_model("tutorial")
+    model.conv2.register_forward_hook(  # training forwards only: tests stay float32
+        lambda module, args, out: seen.append(out.dtype) if module.training else None
+    )
+
+    def run(precision: str) -> training.TrainResult:
+        config = make_config(
+            precision=precision, threads=threads, cpu_parallel=parallel, max_steps=20, log_every=5
+        )
+        return train(config, model=copy.deepcopy(model))
+
+    result = run("bfloat16")
+    assert result.precision == result.history[0]["precision"] == "bfloat16"
+    assert seen and set(seen) == {torch.bfloat16}, "every forward, in every thread"
+    assert {p.dtype for p in result.model.parameters()} == {torch.float32}
+    losses = [r["loss"] for r in of_kind(result.history, "step")]
+    seen.clear()
+    plain = run("float32")
+    assert set(seen) == {torch.float32} and plain.history[0]["precision"] == "float32"
+    # from the same weights the first steps agree to bfloat16's rounding (later ones drift
+    # apart as any two runs do), yet they are not float32's own numbers
+    reference = [r["loss"] for r in of_kind(plain.history, "step")]
+    assert losses[0] == pytest.approx(reference[0], rel=0.02) and losses != reference
+    assert losses[-1] < losses[0] - 0.3, "it learns"
 
 
 def test_auto_parallel_trains_like_one_model_and_says_which_mode_ran(tiny_mnist, make_config):
