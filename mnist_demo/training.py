@@ -263,11 +263,16 @@ def available_devices() -> list[str]:
     return ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
-def device_label(device: torch.device) -> str:
-    """Human name of a device, e.g. 'cuda (NVIDIA H200)' or 'cpu (2 threads)'."""
+def device_label(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+    """Human name of a device as a run uses it, e.g. 'cuda (NVIDIA H200)', 'cpu (2 threads)'
+    or 'cpu (2 threads, bfloat16)'."""
     if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+        what = torch.cuda.get_device_name(device)
+    else:
+        what = f"{torch.get_num_threads()} threads"
+    if dtype != torch.float32:
+        what += f", {str(dtype).removeprefix('torch.')}"
+    return f"{device.type} ({what})"
 
 
 class Control:
@@ -868,8 +873,9 @@ def train(
     if test_first:
         untrained = probe_pass() if sample is not None else (test_pass(model, test_split), 0.0)
     step_fn, mode = _build_step(model, train_split, config, device, plan.batch_size)
-    result = TrainResult(model=model, config=config, device=device_label(device))
-    result.precision = str(compute_dtype(config, device)).removeprefix("torch.")
+    dtype = compute_dtype(config, device)
+    result = TrainResult(model=model, config=config, device=device_label(device, dtype))
+    result.precision = str(dtype).removeprefix("torch.")
     emit = on_record or (lambda record, model: None)
 
     def publish(record: Record) -> None:

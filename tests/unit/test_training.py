@@ -453,12 +453,14 @@ def test_a_bfloat16_run_computes_its_forward_in_bfloat16_and_keeps_float32_weigh
 
     result = run("bfloat16")
     assert result.precision == result.history[0]["precision"] == "bfloat16"
+    assert result.device == f"cpu ({threads} threads, bfloat16)"  # the status line says so
     assert seen and set(seen) == {torch.bfloat16}, "every forward, in every thread"
     assert {p.dtype for p in result.model.parameters()} == {torch.float32}
     losses = [r["loss"] for r in of_kind(result.history, "step")]
     seen.clear()
     plain = run("float32")
     assert set(seen) == {torch.float32} and plain.history[0]["precision"] == "float32"
+    assert plain.device == f"cpu ({threads} threads)"
     # from the same weights the first steps agree to bfloat16's rounding (later ones drift
     # apart as any two runs do), yet they are not float32's own numbers
     reference = [r["loss"] for r in of_kind(plain.history, "step")]
