@@ -72,11 +72,12 @@ def main() -> None:
             check=True,
         )
         over_http = json.loads(client.stdout.strip().splitlines()[-1])
+        value = {"path": str(png)}  # the FileData that Gradio hands the handler
         for _ in range(5):
-            app.dashboard.api.predict_api(str(png))
+            app.dashboard.api.predict_api(value)
         start = time.perf_counter()
         for _ in range(CALLS):
-            app.dashboard.api.predict_api(str(png))
+            app.dashboard.api.predict_api(value)
         handler_ms = round(1000 * (time.perf_counter() - start) / CALLS, 1)
     finally:
         app.close()

@@ -8,6 +8,7 @@ out=artifacts/bench; mkdir -p "$out"
 run() { local name=$1; shift; echo "== $name: $*"; "$py" "$@" 2>&1 | tee "$out/$name.txt"; }
 run tutorial_vs_ours bench/tutorial_vs_ours.py --epochs 1 --device cpu
 run time_to_99 bench/time_to_accuracy.py --runs 10 --device cpu
+run time_to_99_float32 bench/time_to_accuracy.py --runs 10 --device cpu --precision float32
 run cli_overhead bench/cli_overhead.py --runs 3
 run app_path bench/app_path.py --runs 3
 run dashboard_overhead bench/dashboard_overhead.py --tabs 1

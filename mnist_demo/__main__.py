@@ -64,8 +64,8 @@ _HELP = {
     "device": "auto, cpu, cuda or cuda:N",
     "threads": "CPU threads (0 = one per core)",
     "cpu_parallel": "auto, threads or replicas: how several CPU cores share a step",
-    "precision": "auto, float32 or bfloat16: the forward's arithmetic (auto: bfloat16 where "
-    "the CPU has it in hardware)",
+    "precision": "auto, float32 or bfloat16: the forward's arithmetic (auto: bfloat16 on a "
+    "CPU with AMX)",
     "log_every": "steps between progress records",
     "log_seconds": "also a progress record after this many seconds (0 = steps only)",
     "max_steps": "stop after this many steps (0 = no limit)",

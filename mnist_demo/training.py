@@ -90,8 +90,8 @@ class TrainConfig:
     # to float rounding; pick one of them for bit-for-bit repeatable runs.
     cpu_parallel: str = "auto"
     # The forward's arithmetic: "bfloat16" runs it under autocast (weights, gradients and the
-    # optimiser stay float32); "auto" picks bfloat16 where the CPU computes it natively (AMX
-    # or AVX512-BF16: a step 2.3-2.5x faster, BENCHMARKS.md) and float32 everywhere else.
+    # optimiser stay float32); "auto" picks bfloat16 on a CPU with AMX (a step 2.3-2.5x
+    # faster, BENCHMARKS.md) and float32 everywhere else.
     precision: str = "auto"
     log_every: int = 25  # steps between metric records, the only host syncs in an epoch
     log_seconds: float = 0.0  # also a record once this much time passed (0 = steps only)
@@ -433,13 +433,14 @@ def _memory_format(device: torch.device) -> torch.memory_format:
 
 
 def _cpu_computes_bfloat16() -> bool:
-    """Whether this CPU has bfloat16 arithmetic in hardware (AMX tiles or AVX512-BF16).
+    """Whether this CPU has AMX tiles, the bfloat16 hardware that measured 2.3-2.5x faster.
 
-    Elsewhere oneDNN emulates bfloat16, slower than float32. torch.cpu's checks are private:
-    a torch without them gets float32.
+    Elsewhere oneDNN emulates bfloat16, slower than float32; AVX512-BF16 without AMX (e.g.
+    AMD Zen 4) was never measured, so it stays float32. torch.cpu's checks are private: a
+    torch without them gets float32.
     """
     try:
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+        return bool(torch.cpu._is_amx_tile_supported())
     except AttributeError:
         return False
 
