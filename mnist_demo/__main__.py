@@ -57,6 +57,7 @@ _HELP = {
     "distort": "random affine/elastic/pen/scanner distortion strength (0 = off, 1 = default)",
     "distort_geometry": "share of the distortions' rotation and shear (0 = none, 1 = all)",
     "distort_warp": "share of the distortions' scale, aspect, shift and elastic warps",
+    "flag_ones": "share of the training 1s drawn with a flag at the top (0 = none)",
     "deskew": "straighten digits by their moments in training and inference (true/false)",
     "holdout": "leave the last N training images out (the foreign-style set's scanner source)",
     "label_smoothing": "target weight moved off the label, spread over all classes (0 = off)",

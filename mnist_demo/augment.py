@@ -130,3 +130,47 @@ def distort(
     level = _uniform(b, 0.3, 0.6, dev).view(b, 1, 1, 1)
     x = torch.where(binary, (x > level).to(x.dtype), x).clamp_(0, 1)
     return x if images.ndim == 4 else x[:, 0]
+
+
+def flag_ones(images: torch.Tensor, labels: torch.Tensor, share: float) -> torch.Tensor:
+    """uint8 or [0, 1] images (B, 28, 28) or (B, 1, 28, 28) -> floats in [0, 1]: about `share`
+    of the 1s with a flag.
+
+    MNIST's 1s are single strokes, but many writers start a 1 with a short stroke down to the
+    left of its top (a "flag"), which MNIST-trained networks read as a 7 (bench/foreign_set.py:
+    the shipped model read 27 of 46). Each picked 1 gets a straight anti-aliased stroke from
+    the top of its ink, 20-45% of the digit's height long, down to the left at 25-60 degrees
+    less than its stem's slope, 1.5-3 px wide. Computed for the whole batch and kept where
+    picked: no host sync.
+    """
+    x = _as_batch(images)[:, 0]
+    if images.dtype == torch.uint8:
+        x = x / 255.0
+    b, h, w = x.shape
+    dev = x.device
+    rows = (x > 0.5).any(2).float()  # (B, H): rows with ink
+    top = rows.argmax(1)
+    bottom = h - 1 - rows.flip(1).argmax(1)
+    height = (bottom - top + 1).clamp_min(1).float()
+    top_row = x[torch.arange(b, device=dev), top]  # (B, W): where the stroke starts
+    cols = torch.arange(w, device=dev, dtype=x.dtype)
+    c0 = (top_row * cols).sum(1) / top_row.sum(1).clamp_min(1e-6)
+    r0 = top.float()
+    length = height * _uniform(b, 0.2, 0.45, dev)
+    # Below horizontal, to the left: 25-60 degrees shallower than the stem (a slanted 1's flag
+    # must not lie along its own stem), within 10-70 degrees.
+    stem = torch.atan2(torch.ones_like(c0), -skew(x))
+    angle = (stem - _uniform(b, 25.0, 60.0, dev) * (torch.pi / 180)).clamp(0.17, 1.22)
+    r1, c1 = r0 + length * torch.sin(angle), c0 - length * torch.cos(angle)
+    # Each pixel centre's distance to the segment (r0, c0)-(r1, c1).
+    pr = torch.arange(h, device=dev, dtype=x.dtype).view(1, h, 1)
+    pc = cols.view(1, 1, w)
+    dr, dc = (r1 - r0).view(b, 1, 1), (c1 - c0).view(b, 1, 1)
+    along = ((pr - r0.view(b, 1, 1)) * dr + (pc - c0.view(b, 1, 1)) * dc) / (dr**2 + dc**2)
+    along = along.clamp(0, 1)
+    dist = torch.hypot(pr - r0.view(b, 1, 1) - along * dr, pc - c0.view(b, 1, 1) - along * dc)
+    width = _uniform(b, 1.5, 3.0, dev).view(b, 1, 1)
+    stroke = (width / 2 + 0.5 - dist).clamp(0, 1)
+    picked = (labels == 1) & (torch.rand(b, device=dev) < share)
+    x = torch.where(picked.view(b, 1, 1), torch.maximum(x, stroke), x)
+    return x.unsqueeze(1) if images.ndim == 4 else x

@@ -75,6 +75,9 @@ class TrainConfig:
     # scale and elastic warps unchanged): a flagged 1 rotated or sheared reads as a 7.
     distort_geometry: float = 1.0
     distort_warp: float = 1.0  # likewise for its scale, aspect, shift and elastic warps
+    # Share of the training 1s drawn with a flag (augment.flag_ones): MNIST's 1s have none,
+    # and a flagged 1 read as a 7 was the foreign-style set's weakest group.
+    flag_ones: float = 0.0
     # Shear every image upright by its moments, in training and wherever the checkpoint is
     # read (Predictor): slant no longer has to be learned. Saved with the weights.
     deskew: bool = False
@@ -142,6 +145,7 @@ class TrainConfig:
                 _finite(self.distort_warp) and 0 <= self.distort_warp <= 1,
                 "distort_warp must be 0 to 1",
             ),
+            (_finite(self.flag_ones) and 0 <= self.flag_ones <= 1, "flag_ones must be 0 to 1"),
             (isinstance(self.deskew, bool), "deskew must be true or false"),
             (
                 _is_int(self.holdout) and 0 <= self.holdout <= MAX_HOLDOUT,
@@ -506,14 +510,16 @@ class _Step:
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gather, augment and normalise a batch where the data lives."""
-        images = self.train.images[idx]
+        images, labels = self.train.images[idx], self.train.labels[idx]
         if self.config.augment:
             images = random_shift(images, self.config.augment)
+        if self.config.flag_ones:  # before distort: the flag gets the same pen and scanner
+            images = augment.flag_ones(images, labels, self.config.flag_ones)
         if self.config.distort:  # floats in [0, 1]: to_network_input takes either
             images = augment.distort(
                 images, self.config.distort, self.config.distort_geometry, self.config.distort_warp
             )
-        return layout_batch(to_network_input(images), self.memory_format), self.train.labels[idx]
+        return layout_batch(to_network_input(images), self.memory_format), labels
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """float32 logits of `model` on `x`, computed in the step's dtype (autocast)."""

@@ -111,6 +111,8 @@ def test_a_run_holds_out_the_last_training_images_and_deskews_both_splits(mnist)
         ("distort_geometry", 1.5),
         ("distort_warp", -0.1),
         ("holdout", 59_000),
+        ("flag_ones", 1.5),
+        ("flag_ones", float("nan")),
     ],
 )
 def test_bad_new_settings_are_refused(make_config, field, value):
@@ -121,6 +123,46 @@ def test_bad_new_settings_are_refused(make_config, field, value):
 def test_the_tutorial_preset_neither_deskews_nor_distorts_nor_holds_out():
     config = training.config_from_preset("tutorial")
     assert (config.deskew, config.distort, config.holdout, config.augment) == (False, 0.0, 0, 0)
+    assert config.flag_ones == 0
+
+
+def test_flag_ones_adds_a_stroke_left_of_the_top_of_picked_1s_only(mnist):
+    images, labels = mnist[0].images[:400], mnist[0].labels[:400]
+    plain = images.float() / 255
+    torch.manual_seed(0)
+    flagged = augment.flag_ones(images, labels, 1.0)
+    assert flagged.shape == images.shape and 0 <= flagged.min() and flagged.max() <= 1
+    ones = labels == 1
+    assert torch.equal(flagged[~ones], plain[~ones]), "only 1s change"
+    added = (flagged - plain).clamp_min(0)[ones]  # (n, 28, 28): the new ink alone
+    assert (flagged >= plain).all(), "a flag only adds ink"
+    for image, ink in zip(plain[ones], added, strict=True):
+        rows = (image > 0.5).any(1).nonzero()[:, 0]
+        top, height = rows[0].item(), rows[-1].item() - rows[0].item() + 1
+        top_col = (image[top] * torch.arange(28.0)).sum() / image[top].sum()
+        new = (ink > 0.5).nonzero().float()
+        assert len(new) >= 2, "a visible stroke"
+        # from the top of the stem, down and to the left, within half the digit's height
+        assert new[:, 0].min() >= top - 1.5 and new[:, 0].max() <= top + 0.5 * height + 1.5
+        assert new[:, 1].max() <= top_col + 1.5 and new[:, 1].min() < top_col - 1
+    torch.manual_seed(0)
+    none = augment.flag_ones(images, labels, 0.0)
+    assert torch.equal(none, plain)
+    torch.manual_seed(0)
+    some = augment.flag_ones(images[:, None], labels, 0.5)[:, 0]  # (B, 1, 28, 28) works too
+    changed = (some != plain).flatten(1).any(1)
+    assert changed[ones].float().mean().item() == pytest.approx(0.5, abs=0.2)
+
+
+def test_a_run_with_flag_ones_trains_on_flagged_1s(mnist, make_config):
+    config = make_config(flag_ones=1.0)
+    step = training._Step(build_model("tutorial"), None, mnist[0], config, torch.device("cpu"))
+    idx = torch.arange(200)
+    torch.manual_seed(0)
+    x, y = step.batch(idx)
+    plain = data.to_network_input(mnist[0].images[idx])
+    differs = (x - plain).abs().flatten(1).amax(1) > 0.1  # uint8 and float paths round apart
+    assert torch.equal(differs, y == 1)
 
 
 def test_cli_takes_deskew_as_a_yes_no_flag(capsys):
