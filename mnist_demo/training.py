@@ -193,7 +193,7 @@ def _finite(value: object) -> bool:
 # smoothing 0.1 over 1 epoch reached 99.07-99.19% for seeds 0-9, as much margin as 1.5
 # epochs without it; without it, 1.25 epochs missed 99% for some seeds. Seeds 10-19 showed
 # 1 epoch short (98.92% float32, 98.99 bfloat16 on seed 10): 1.25 epochs ended >= 99.02% on
-# all of seeds 0-19, first reaching 99% at the first epoch's end on 18 of 20. Shorter runs
+# all of seeds 0-19, first reaching 99% at the first epoch's end on 17 of 20. Shorter runs
 # (0.65 or 0.8 epoch, with Muon or a 2e-2 peak) missed 99% on some of seeds 0-9. The sweeps
 # are in BENCHMARKS.md.
 PRESETS: dict[str, dict[str, Any]] = {
