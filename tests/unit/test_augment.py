@@ -131,7 +131,7 @@ def test_flag_ones_adds_a_stroke_left_of_the_top_of_picked_1s_only(mnist):
     plain = images.float() / 255
     torch.manual_seed(0)
     flagged = augment.flag_ones(images, labels, 1.0)
-    assert flagged.shape == images.shape and 0 <= flagged.min() and flagged.max() <= 1
+    assert flagged.shape == images.shape and flagged.min() >= 0 and flagged.max() <= 1
     ones = labels == 1
     assert torch.equal(flagged[~ones], plain[~ones]), "only 1s change"
     added = (flagged - plain).clamp_min(0)[ones]  # (n, 28, 28): the new ink alone
