@@ -15,10 +15,9 @@ import time
 
 import torch
 from _env import print_header
+from _step import engine_step
 
-from mnist_demo import training
 from mnist_demo.data import load_mnist
-from mnist_demo.models import build_model
 from mnist_demo.training import OPTIMIZERS, config_from_preset
 
 
@@ -30,14 +29,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print_header("cpu")
-    cpu = torch.device("cpu")
     train_split, _ = load_mnist()
     steps = {}
     for name in OPTIMIZERS:
-        config = config_from_preset("fast", optimizer=name, device="cpu")
-        model = build_model(config.model).to(memory_format=torch.channels_last).train()
-        optimizer = training._optimizer(model, config, cpu, graphed=False)
-        steps[name] = training._Step(model, optimizer, train_split, config, cpu)
+        steps[name] = engine_step(
+            config_from_preset("fast", optimizer=name, device="cpu"), train_split
+        )
     whole: dict[str, list[float]] = {name: [] for name in OPTIMIZERS}
     update: dict[str, list[float]] = {name: [] for name in OPTIMIZERS}
     generator = torch.Generator().manual_seed(0)

@@ -16,11 +16,11 @@ import time
 
 import torch
 from _env import print_header
+from _step import engine_step
 from torch.profiler import ProfilerActivity, profile
 
 from mnist_demo import training
 from mnist_demo.data import load_mnist
-from mnist_demo.models import build_model
 from mnist_demo.training import config_from_preset
 
 PRECISIONS = ("float32", "bfloat16")
@@ -36,14 +36,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print_header("cpu")
     print(f"AMX: {training._cpu_computes_bfloat16()}")
-    cpu = torch.device("cpu")
     train_split, _ = load_mnist()
     steps = {}
     for name in PRECISIONS:
-        config = config_from_preset("fast", precision=name, device="cpu")
-        model = build_model(config.model).to(memory_format=torch.channels_last).train()
-        optimizer = training._optimizer(model, config, cpu, graphed=False)
-        steps[name] = training._Step(model, optimizer, train_split, config, cpu)
+        steps[name] = engine_step(
+            config_from_preset("fast", precision=name, device="cpu"), train_split
+        )
     generator = torch.Generator().manual_seed(0)
 
     def batch() -> torch.Tensor:
