@@ -270,6 +270,11 @@ def available_devices() -> list[str]:
     return ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """'float32' or 'bfloat16': how records, checkpoints and the status line name a dtype."""
+    return str(dtype).removeprefix("torch.")
+
+
 def device_label(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     """Human name of a device as a run uses it, e.g. 'cuda (NVIDIA H200)', 'cpu (2 threads)'
     or 'cpu (2 threads, bfloat16)'."""
@@ -278,7 +283,7 @@ def device_label(device: torch.device, dtype: torch.dtype = torch.float32) -> st
     else:
         what = f"{torch.get_num_threads()} threads"
     if dtype != torch.float32:
-        what += f", {str(dtype).removeprefix('torch.')}"
+        what += f", {dtype_name(dtype)}"
     return f"{device.type} ({what})"
 
 
@@ -761,9 +766,9 @@ def warm_up(data_dir: str | None = None) -> None:
     prepared_mnist(data_dir)
 
 
-def _build_step(model, train, config, device, batch_size) -> tuple[Step, str]:
+def _build_step(model, train, config, device, batch_size, dtype) -> tuple[Step, str]:
     """The fastest step this device allows: graphed on CUDA, eager otherwise or on failure."""
-    float32 = compute_dtype(config, device) == torch.float32  # autocast was never captured
+    float32 = dtype == torch.float32  # autocast was never captured in a CUDA graph
     graphed = device.type == "cuda" and config.cuda_graph and float32
     if graphed:
         optimizer = _optimizer(model, config, device, graphed=True)
@@ -882,10 +887,10 @@ def train(
     untrained = None
     if test_first:
         untrained = probe_pass() if sample is not None else (test_pass(model, test_split), 0.0)
-    step_fn, mode = _build_step(model, train_split, config, device, plan.batch_size)
     dtype = compute_dtype(config, device)
+    step_fn, mode = _build_step(model, train_split, config, device, plan.batch_size, dtype)
     result = TrainResult(model=model, config=config, device=device_label(device, dtype))
-    result.precision = str(dtype).removeprefix("torch.")
+    result.precision = dtype_name(dtype)
     emit = on_record or (lambda record, model: None)
 
     def publish(record: Record) -> None:
