@@ -9,6 +9,7 @@ many calls a second the server can answer under load (bench/load_test.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -73,11 +74,13 @@ def main() -> None:
         )
         over_http = json.loads(client.stdout.strip().splitlines()[-1])
         value = {"path": str(png)}  # the FileData that Gradio hands the handler
+        loop = asyncio.new_event_loop()  # the handler is a coroutine (it reads on the loop)
         for _ in range(5):
-            app.dashboard.api.predict_api(value)
+            loop.run_until_complete(app.dashboard.api.predict_api(value))
         start = time.perf_counter()
         for _ in range(CALLS):
-            app.dashboard.api.predict_api(value)
+            loop.run_until_complete(app.dashboard.api.predict_api(value))
+        loop.close()
         handler_ms = round(1000 * (time.perf_counter() - start) / CALLS, 1)
     finally:
         app.close()

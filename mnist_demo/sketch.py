@@ -141,13 +141,8 @@ def _as_array(obj: Any) -> tuple[np.ndarray, float]:
     Files and bytes are decoded and shrunk within the process's pixel budget (limits.py).
     """
     if isinstance(obj, (str, os.PathLike, bytes)):
-        source = io.BytesIO(obj) if isinstance(obj, bytes) else obj
-        try:
-            with Image.open(source) as im:  # the header only: the size and bands it will take
-                pixels = im.size[0] * im.size[1]
-                units = pixels * len(im.getbands())
-        except Exception:  # unreadable: _open_file says why, within no budget
-            pixels = units = 0
+        pixels, bands = _header_size(obj)
+        units = pixels * bands
         try:
             with decode_budget(pixels).hold(units):
                 return _decoded(obj)
@@ -159,11 +154,53 @@ def _as_array(obj: Any) -> tuple[np.ndarray, float]:
     return _decoded(obj)
 
 
+def _header_size(obj: str | os.PathLike[str] | bytes) -> tuple[int, int]:
+    """(pixels, bands) a file will decode to, from its header alone; (0, 0) if unreadable
+    (_open_file then says why)."""
+    source = io.BytesIO(obj) if isinstance(obj, bytes) else obj
+    try:
+        with Image.open(source) as im:
+            return im.size[0] * im.size[1], len(im.getbands())
+    except Exception:
+        return 0, 0
+
+
+def _read_file(obj: str | os.PathLike[str] | bytes) -> np.ndarray:
+    if isinstance(obj, bytes):
+        return _open_file(io.BytesIO(obj), name="image data")
+    return _open_file(obj)
+
+
+def decoded_if_small(image: ImageInput, max_pixels: int) -> ImageInput | None:
+    """`image` with its files decoded to arrays, if they hold `max_pixels` pixels or fewer in
+    all; else None (and None if a header is unreadable: the budgeted path says why).
+
+    For a caller that must not wait, such as a server's event loop: a decode this small needs
+    no pixel budget (a caller that runs one at a time holds a few MB), and the budget's wait
+    is the one thing here that could block. The arrays read exactly as the files would.
+    """
+    parts = [image]
+    if isinstance(image, dict):
+        parts = [image.get("background"), image.get("composite"), *(image.get("layers") or [])]
+    files = [part for part in parts if isinstance(part, (str, os.PathLike, bytes))]
+    sizes = [_header_size(part)[0] for part in files]
+    if 0 in sizes or sum(sizes) > max_pixels:
+        return None
+
+    def read(part: Any) -> Any:
+        return _read_file(part) if isinstance(part, (str, os.PathLike, bytes)) else part
+
+    if not isinstance(image, dict):
+        return read(image)
+    decoded = {key: read(value) for key, value in image.items() if key != "layers"}
+    if "layers" in image:
+        decoded["layers"] = [read(layer) for layer in image.get("layers") or []]
+    return decoded
+
+
 def _decoded(obj: Any) -> tuple[np.ndarray, float]:
-    if isinstance(obj, (str, os.PathLike)):
-        arr = _open_file(obj)
-    elif isinstance(obj, bytes):
-        arr = _open_file(io.BytesIO(obj), name="image data")
+    if isinstance(obj, (str, os.PathLike, bytes)):
+        arr = _read_file(obj)
     elif isinstance(obj, Image.Image):
         arr = _pil_to_array(obj)
     elif isinstance(obj, np.ndarray):

@@ -5,13 +5,15 @@ gr.api endpoints, not components: clients send and receive JSON, and nothing her
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import gradio as gr
 
+from .. import limits as caps
 from ..job import TrainingJob
 from ..predict import Predictor
-from ..sketch import ImageInput, SketchError, decode_data_url
+from ..sketch import ImageInput, SketchError, decode_data_url, decoded_if_small
 from .common import Components
 from .draw import NO_DIGIT, reading_hints
 
@@ -66,20 +68,29 @@ class Api:
     def __init__(self, job: TrainingJob, predictor: Predictor) -> None:
         self.job, self.predictor = job, predictor
 
-    def predict_api(self, image: ApiImage) -> dict[str, Any]:
+    async def predict_api(self, image: ApiImage) -> dict[str, Any]:
         """Read one digit for an API client: an image file (`handle_file`, a URL through
         `handle_file` too), a `data:image/...` URL, or a Sketchpad/ImageEditor value.
 
         Answers all ten probabilities, the label (None only when the image is blank) and
         which weights answered; what cannot be read is a `gr.Error` the client receives.
         Nothing else: the browser's extras (bars, the 28x28 preview PNG) would cost a
-        visitor-facing server more per call than the network itself does.
+        visitor-facing server more per call than the network itself does. A small image
+        (limits.INLINE_PIXELS) is read on the event loop, a larger one in a worker thread.
         """
         try:
-            with self.job.in_flight.serving():  # a CPU training run waits a moment for it
-                prediction = self.predictor.predict(api_image(image))
+            value = api_image(image)
+            small = decoded_if_small(value, caps.INLINE_PIXELS)
+            if small is not None:  # on the event loop itself: see limits.INLINE_PIXELS
+                return self._answer(small)
+            return await asyncio.to_thread(self._answer, value)
         except SketchError as err:
             raise gr.Error(str(err)) from None
+
+    def _answer(self, image: ImageInput) -> dict[str, Any]:
+        """The API's answer for an image `sketch` reads (SketchError if it cannot)."""
+        with self.job.in_flight.serving():  # a CPU training run waits a moment for it
+            prediction = self.predictor.predict(image)
         version = prediction.version
         answer: dict[str, Any] = {
             "label": None if prediction.label is None else str(prediction.label),

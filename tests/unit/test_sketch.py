@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_demo.sketch import SketchError, analyse, ink_mask, to_mnist
+from mnist_demo.sketch import SketchError, analyse, decoded_if_small, ink_mask, to_mnist
 
 MNIST_TEST = (
     Path(__file__).resolve().parents[2] / "mnist_demo/bundled/mnist/t10k-images-idx3-ubyte.gz"
@@ -517,3 +517,26 @@ def test_analyse_reports_box_edge_and_stroke():
     assert cut_off.touches_edge and cut_off.bbox[2] == 1.0
     thin, thick = analyse(draw(width=0.03)), analyse(draw(width=0.2))
     assert thin.stroke < 0.08 < 0.14 < thick.stroke
+
+
+def test_decoded_if_small_reads_as_the_files_do_and_refuses_what_is_large(tmp_path: Path):
+    """What the API reads on the event loop (decoded here, no budget) must be what the
+    budgeted path reads from the same files."""
+    image = Image.new("L", (200, 160), 255)
+    ImageDraw.Draw(image).line([(100, 20), (100, 140)], fill=0, width=14)
+    path = tmp_path / "one.png"
+    image.save(path)
+    data = path.read_bytes()
+    layer = Image.new("RGBA", (200, 160), (0, 0, 0, 0))
+    ImageDraw.Draw(layer).line([(60, 30), (140, 30), (90, 140)], fill=(0, 0, 0, 255), width=12)
+    layer_path = tmp_path / "layer.png"
+    layer.save(layer_path)
+    editor = {"background": str(path), "layers": [str(layer_path)], "composite": None}
+    for value in (str(path), data, editor):
+        decoded = decoded_if_small(value, 200 * 160 * 2)
+        assert decoded is not None
+        assert np.array_equal(analyse(decoded).digit, analyse(value).digit)
+    assert isinstance(decoded["layers"][0], np.ndarray)
+    assert decoded_if_small(editor, 200 * 160 * 2 - 1) is None  # two parts count together
+    assert decoded_if_small(str(path), 200 * 160 - 1) is None
+    assert decoded_if_small(b"not an image", 10**9) is None  # the budgeted path says why
