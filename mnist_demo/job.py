@@ -37,6 +37,7 @@ from .records import (
     run_label,
 )
 from .runfiles import RunFiles
+from .train_process import EXIT_SECONDS, ServedCounter, TrainingProcess
 from .training import (
     MAX_EPOCHS,
     ConfigError,
@@ -139,7 +140,10 @@ class TrainingJob:
         predictor: Predictor | None = None,
         runs_dir: Path | str = "runs",
         limits: JobLimits | None = None,
+        process: bool = False,
     ) -> None:
+        """`process`: train in a child process (train_process.py), as a server should, where
+        the engine's loop does not share the requests' GIL; else in a thread of this one."""
         self.predictor = predictor
         self.runs_dir = Path(runs_dir)
         self.limits = limits or JobLimits()
@@ -153,14 +157,45 @@ class TrainingJob:
         self._n_history = len(self.history.runs())
         self._message = "Ready. Press Start to train."
         self._thread: threading.Thread | None = None
-        # Visitors' requests being served (the UI counts them): a CPU run gives way to them
-        self.in_flight = caps.InFlight()
+        # Visitors' requests being served (the UI counts them): a CPU run gives way to them,
+        # a training process trains on one core while they come
+        self.served = ServedCounter() if process else None
+        self.in_flight = caps.InFlight(on_serve=self.served.tick if self.served else None)
+        self._next_process: TrainingProcess | None = None  # started ahead of its run
 
     # --- commands (any thread) ----------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """A first run's one-time costs (training.warm_up), paid before anyone clicks Start."""
-        warm_up()
+        """A first run's one-time costs (training.warm_up, or starting the training process),
+        paid before anyone clicks Start."""
+        if self.served is None:
+            warm_up()
+        else:
+            self._start_next_process()
+
+    def _start_next_process(self) -> None:
+        with self._lock:
+            if self._next_process is None:
+                self._next_process = TrainingProcess(
+                    self.served,
+                    TRAINING_NICENESS,
+                    self.limits.publish_interval,
+                    self.limits.give_way_share,
+                )
+
+    def _take_process(self) -> TrainingProcess:
+        self._start_next_process()
+        with self._lock:
+            process, self._next_process = self._next_process, None
+        return process
+
+    def close(self) -> None:
+        """Stop any run and the waiting training process (a server shutting down)."""
+        self.stop(wait=EXIT_SECONDS)
+        with self._lock:
+            process, self._next_process = self._next_process, None
+        if process is not None:
+            process.close()
 
     def start(self, config: TrainConfig) -> tuple[bool, str]:
         """Start a run unless one is active; ConfigError if the config is invalid."""
@@ -182,7 +217,8 @@ class TrainingJob:
             self._run_id = max(self._run_id, caps.largest_run_id(self.runs_dir)) + 1
             self._state = State.RUNNING
             control = Control()
-            control.give_way = caps.GiveWay(self.in_flight, self.limits.give_way_share)
+            if self.served is None:  # a training process shares cores its own way
+                control.give_way = caps.GiveWay(self.in_flight, self.limits.give_way_share)
             run = self._run = _Run(
                 config=config,
                 control=control,
@@ -303,9 +339,10 @@ class TrainingJob:
     def _train(self, run: _Run, run_id: int) -> None:
         _yield_to_requests()
         config, files = run.config, run.files
+        # train() builds the model after seeding, so a run repeats the CLI's numbers.
+        trainer = train if self.served is None else self._take_process().train
         try:
-            # train() builds the model after seeding, so a run repeats the CLI's numbers.
-            result = train(
+            result = trainer(
                 config,
                 control=run.control,
                 on_record=lambda r, m: self._on_record(r, m, run, run_id),
@@ -318,6 +355,9 @@ class TrainingJob:
                 self._state = State.FAILED
                 self._message = f"Training failed: {err}"
             return
+        finally:
+            if self.served is not None:
+                self._start_next_process()  # the next run's, while nobody waits for it
         saved, save_error = None, None
         if result.epochs_completed:
             try:

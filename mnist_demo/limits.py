@@ -132,9 +132,10 @@ class FineTuneGate:
 class InFlight:
     """How many visitors' requests are being served right now (the UI counts them in)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_serve: Callable[[], None] | None = None) -> None:
         self._count = 0
         self._cond = threading.Condition()
+        self.on_serve = on_serve  # told of each request as it starts
 
     @property
     def count(self) -> int:
@@ -144,6 +145,8 @@ class InFlight:
     @contextmanager
     def serving(self) -> Iterator[None]:
         """Count the block as a request in flight."""
+        if self.on_serve is not None:
+            self.on_serve()
         with self._cond:
             self._count += 1
         try:

@@ -79,7 +79,12 @@ def create(settings: AppSettings) -> tuple[gr.Blocks, Dashboard]:
     charts.use_agg_backend()  # before any event: Gradio asks for it in the event loop
     remove_stale_temp_files(settings.runs_dir)
     predictor = last_good_predictor(settings.runs_dir)
-    job = TrainingJob(predictor, runs_dir=settings.runs_dir, limits=settings.limits)
+    job = TrainingJob(
+        predictor,
+        runs_dir=settings.runs_dir,
+        limits=settings.limits,
+        process=settings.training_process,
+    )
     dashboard = Dashboard(job, predictor, settings)
     log.debug("warm-up drawing read as %s", dashboard.draw.warm_up())
     if settings.training != "off":

@@ -43,6 +43,9 @@ class AppSettings:
     session_idle_seconds: float = 1800.0  # a visitor's state is freed after this long unseen
     max_sessions: int = 2000  # sessions kept at most (Gradio's own default is 10,000)
     live_streams: int = 64  # Train tabs streamed at once (ui/live.py); beyond, they poll
+    # train in a child process (train_process.py): the server's requests do not wait on the
+    # training loop's GIL; False trains in a thread of the server (tests, embedding)
+    training_process: bool = False
 
     def may_share(self, token: str | None) -> bool:
         """May this visitor's fine-tune replace everyone's Draw model? Only with training rights."""
@@ -84,6 +87,13 @@ def _size(env: dict[str, str], name: str, default: str) -> str:
     if not re.fullmatch(r"\d+\s*[kmgt]?b", value, re.IGNORECASE):  # Gradio's format
         raise SettingsError(f"{name}={value!r} is not a size like 5mb")
     return value
+
+
+def _switch(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip()
+    if raw not in ("", "0", "1"):
+        raise SettingsError(f"{name} must be 0 or 1, got {raw!r}")
+    return default if raw == "" else raw == "1"
 
 
 def on_space(env: dict[str, str]) -> bool:
@@ -129,4 +139,5 @@ def from_env(env: dict[str, str] | None = None) -> AppSettings:
         session_idle_seconds=_number(env, "MNIST_DEMO_SESSION_IDLE_SECONDS", 1800, 10),
         max_sessions=_integer(env, "MNIST_DEMO_MAX_SESSIONS", 2000, 10),
         live_streams=_integer(env, "MNIST_DEMO_LIVE_STREAMS", 64, 0),
+        training_process=_switch(env, "MNIST_DEMO_TRAINING_PROCESS", True),
     )

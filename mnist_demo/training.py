@@ -290,13 +290,21 @@ def device_label(device: torch.device, dtype: torch.dtype = torch.float32) -> st
 class Control:
     """Cooperative pause / resume / stop, checked by the loop between steps."""
 
-    def __init__(self, give_way: Callable[[float], float] | None = None) -> None:
-        self._stop = threading.Event()
-        self._running = threading.Event()
+    def __init__(
+        self,
+        give_way: Callable[[float], float] | None = None,
+        cores: Callable[[], int] | None = None,
+        events: tuple[Any, Any] | None = None,
+    ) -> None:
+        # (stop, running): threading.Events, or a process's multiprocessing.Events
+        self._stop, self._running = events or (threading.Event(), threading.Event())
         self._running.set()
         # After each CPU step, with the step's seconds: may pause for visitors' requests
         # (limits.GiveWay); the pause counts as training time, so the charts show the cost.
         self.give_way = give_way
+        # Before each CPU step: how many cores it may use (train_process: one while the
+        # server is answering requests, all of them otherwise).
+        self.cores = cores
 
     def pause(self) -> None:
         self._running.clear()
@@ -638,9 +646,12 @@ class _AdaptiveStep:
         self._last = "threads"
         self._calls = 0
         self._times: dict[str, list[float]] = {"threads": [], "replicas": []}
+        self.pinned: str | None = None  # a mode set from outside (_limit_cores): no trials
 
     def _plan(self) -> tuple[str, bool]:
         """Which mode runs this step, and whether it is one of a trial's timed steps."""
+        if self.pinned is not None:
+            return self.pinned, False
         at = self._calls % self.EVERY - self.WARMUP
         if 0 <= at < self.TRIAL:
             return "threads", True
@@ -669,6 +680,15 @@ class _AdaptiveStep:
     def close(self) -> None:
         for step in self.modes.values():
             step.close()
+
+
+def _limit_cores(step_fn: Step, cores: int) -> None:
+    """Let the next steps use `cores` CPU threads: fewer than the replicas an adaptive step
+    has pins it to OpenMP threads (a fixed replicated step keeps its replicas)."""
+    if isinstance(step_fn, _AdaptiveStep):
+        step_fn.pinned = "threads" if cores < len(step_fn.modes["replicas"].replicas) else None
+    if torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)
 
 
 def _warm_up_without_training(step: _Step, idx: torch.Tensor, runs: int = 3) -> None:
@@ -1032,6 +1052,8 @@ def _train_epoch(
         if control.stopped:
             break
         _set_lr(step_fn.optimizer, lr_at(config, result.steps, plan.total_steps))
+        if control.cores is not None and device.type == "cpu":
+            _limit_cores(step_fn, control.cores())
         began = time.perf_counter()
         step_fn(perm[i * plan.batch_size : (i + 1) * plan.batch_size])
         if control.give_way is not None and device.type == "cpu":  # a GPU step is only queued

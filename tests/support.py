@@ -54,7 +54,7 @@ class LiveApp:
     demo: object
 
     def close(self) -> None:
-        self.dashboard.job.stop()
+        self.dashboard.job.close()
         self.dashboard.job.wait(30)
         self.demo.close()
 

@@ -159,3 +159,29 @@ def test_files_in_a_runs_folder_outside_the_working_directory_are_served():
         assert reply.status_code == 200 and reply.text.startswith("step,loss")
     finally:
         shutil.rmtree(outside, ignore_errors=True)
+
+
+def test_the_app_as_launched_trains_in_a_process_and_reads_with_its_weights(tmp_path):
+    """`python app.py` trains in a child process (MNIST_DEMO_TRAINING_PROCESS, default on):
+    a run started through the API finishes there, and the drawings it then reads are read
+    with that run's weights, in this process."""
+    from gradio_client import Client
+
+    from mnist_demo.settings import from_env
+
+    settings = from_env({"MNIST_DEMO_RUNS_DIR": str(tmp_path)})
+    assert settings.training_process
+    app = launch(tmp_path, settings)
+    try:
+        client = Client(app.url, verbose=False, ssl_verify=False)
+        args = {**TRAINING_ARGS, "epochs": 0.25}
+        client.predict(**args, token="", api_name="/start_training")
+        status = wait_status(client, lambda s: s["state"] == "finished", timeout=120)
+        assert status["state"] == "finished", status["message"]
+        assert app.dashboard.job.served is not None  # the job trained in its process
+        seven = draw_digit_png(tmp_path / "7.png", "7")
+        answer = client.predict(handle_file(str(seven)), api_name="/predict")
+        assert answer["weights"] == status["weights"]["label"]
+        assert answer["weights"].startswith("training run 1")
+    finally:
+        app.close()

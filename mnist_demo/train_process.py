@@ -1,0 +1,242 @@
+"""train() in a process of its own, reporting back as if it ran in the calling thread.
+
+A server that trains in one of its own threads shares one GIL with the requests it answers:
+the training loop takes it back ~110 times a step (every torch call from Python), and while a
+niced training thread holds it and waits for a core, every request waits too. Under 20 API
+clients that cost the requests' p95 1.55x a bare Gradio app's, training in a child process
+1.0x, with training keeping more of its speed (BENCHMARKS.md, fifteenth session).
+
+The child runs the engine's own `train()`; this side gets its records, weights, test passes
+and result through a pipe, pickled with plain `pickle` (torch's multiprocessing pickler would
+share tensors through files the child owns). Pause and stop cross as multiprocessing events.
+While the parent answers requests (a shared counter moves) the child trains on one core,
+leaving the other to the server; otherwise on all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from .limits import GiveWay
+from .models import build_model
+from .records import Record, is_kind
+from .training import Control, Evaluation, TrainConfig, TrainResult, train, warm_up
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.05  # how often the parent passes pause/stop on while no message comes
+QUIET_SECONDS = 1.0  # after the last request served, the child takes all its cores back
+EXIT_SECONDS = 10.0  # a stopped child's time to finish its step and say so
+
+
+class TrainingProcessError(RuntimeError):
+    """The child failed or vanished; the message says how, in one line."""
+
+
+class ServedCounter:
+    """A count of requests served, shared with a training process (lock-free: one writer)."""
+
+    def __init__(self) -> None:
+        self.value = mp.get_context("spawn").RawValue("Q", 0)
+
+    def tick(self) -> None:
+        self.value.value += 1
+
+
+class _Busy:
+    """The parent's served count, read in the child: busy while it moved within `quiet`
+    seconds. As `Control.cores`, one core while busy, else all; as limits.GiveWay's
+    in-flight count, 1 while busy (and its wait simply sleeps)."""
+
+    def __init__(self, served: Any, cores: int, quiet: float = QUIET_SECONDS) -> None:
+        self.served, self.cores, self.quiet = served, cores, quiet
+        self.seen = served.value
+        self.until: float | None = None  # monotonic time the last request's quiet ends
+
+    @property
+    def count(self) -> int:
+        now, count = time.monotonic(), self.served.value
+        if count != self.seen:
+            self.seen, self.until = count, now + self.quiet
+        return int(self.until is not None and now < self.until)
+
+    def wait_idle(self, timeout: float) -> bool:
+        time.sleep(timeout)
+        return not self.count
+
+    def __call__(self) -> int:
+        return 1 if self.count else self.cores
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _child(
+    commands: Any,
+    conn: Any,
+    events: tuple[Any, Any],
+    served: Any,
+    niceness: int,
+    publish_interval: float,
+    give_way_share: float,
+) -> None:
+    """The child's whole life: get ready, wait for one run, train it, report everything."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    warm_up()  # MNIST read before the run is asked for
+    try:
+        config, test_first = pickle.loads(commands.recv_bytes())
+    except EOFError:  # the parent closed (or died) without a run: nothing to do
+        return
+
+    def send(message: tuple) -> None:
+        conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    last_weights: float | None = None
+
+    def on_record(record: Record, model: nn.Module) -> None:
+        nonlocal last_weights
+        now = time.monotonic()
+        due = last_weights is None or now - last_weights >= publish_interval
+        weights = None
+        if is_kind(record, "epoch") or (is_kind(record, "step") and due):
+            weights, last_weights = _state(model), now
+        send(("record", record, weights))
+
+    def on_evaluation(record: Record, evaluation: Evaluation) -> None:
+        send(("evaluation", record, evaluation))
+
+    busy = _Busy(served, config.threads or os.cpu_count() or 1)
+    give_way = GiveWay(busy, give_way_share) if give_way_share < 1 else None  # type: ignore[arg-type]
+    control = Control(give_way=give_way, cores=busy, events=events)
+    try:
+        result = train(
+            config,
+            control=control,
+            on_record=on_record,
+            on_evaluation=on_evaluation,
+            test_first=test_first,
+        )
+        rest = {f.name: getattr(result, f.name) for f in fields(result) if f.name != "model"}
+        send(("result", rest, _state(result.model)))
+    except BaseException as err:  # whatever it was, the parent must hear it
+        with contextlib.suppress(OSError):  # unless the parent has gone
+            send(("error", type(err).__name__, str(err)))
+    finally:
+        conn.close()
+
+
+class TrainingProcess:
+    """A child process started ahead of its run (torch imported, MNIST read: ~1.5 s of a
+    click's wait otherwise) that trains exactly one run, then exits."""
+
+    def __init__(
+        self,
+        served: ServedCounter,
+        niceness: int = 0,
+        publish_interval: float = 0.5,
+        give_way_share: float = 1.0,
+    ) -> None:
+        context = mp.get_context("spawn")  # fork would copy the server's threads and locks
+        commands, self._commands = context.Pipe(duplex=False)
+        self._receiver, sender = context.Pipe(duplex=False)
+        self._stop, self._running = context.Event(), context.Event()
+        self._running.set()
+        events = (self._stop, self._running)
+        args = (commands, sender, events, served.value, niceness, publish_interval, give_way_share)
+        self._child = context.Process(target=_child, args=args, name="training", daemon=True)
+        self._child.start()
+        self.reaper: threading.Thread | None = None  # joins the child once closed
+        commands.close()  # the child's ends: the parent keeps only its own
+        sender.close()
+
+    def train(
+        self,
+        config: TrainConfig,
+        *,
+        control: Control,
+        on_record: Callable[[Record, nn.Module], None],
+        on_evaluation: Callable[[Record, Evaluation], None] | None = None,
+        test_first: bool = False,
+    ) -> TrainResult:
+        """`train(config, ...)` in the child, with the same callbacks and result.
+
+        `on_record(record, model)` gets a model holding the child's latest weights (sent
+        with each epoch's record and with step records `publish_interval` seconds apart).
+        `control`'s pause and stop reach the child within POLL_SECONDS. Raises
+        TrainingProcessError if the child fails or dies. Call once.
+        """
+        with torch.random.fork_rng(devices=[]):  # the weights come from the child
+            model = build_model(config.model)
+        try:
+            self._commands.send_bytes(pickle.dumps((config, test_first)))
+            while True:
+                self._pass_on(control)
+                if not self._receiver.poll(POLL_SECONDS):
+                    continue
+                try:
+                    message = pickle.loads(self._receiver.recv_bytes())
+                except EOFError:
+                    self._child.join(EXIT_SECONDS)
+                    raise TrainingProcessError(
+                        "the training process ended unexpectedly "
+                        f"(exit code {self._child.exitcode})"
+                    ) from None
+                kind = message[0]
+                if kind == "record":
+                    _, record, weights = message
+                    if weights is not None:
+                        model.load_state_dict(weights)
+                    on_record(record, model)
+                elif kind == "evaluation" and on_evaluation is not None:
+                    on_evaluation(message[1], message[2])
+                elif kind == "result":
+                    _, rest, weights = message
+                    model.load_state_dict(weights)
+                    return TrainResult(model=model.eval(), **rest)
+                elif kind == "error":
+                    raise TrainingProcessError(f"{message[1]}: {message[2]}")
+        finally:
+            self.close()
+
+    def _pass_on(self, control: Control) -> None:
+        if control.stopped:
+            self._stop.set()
+        if control.paused and not control.stopped:
+            self._running.clear()
+        else:
+            self._running.set()
+
+    def close(self) -> None:
+        """Stop the child (if it runs) without waiting for it: a thread reaps it."""
+        self._stop.set()
+        self._running.set()
+        self._commands.close()
+        self._receiver.close()
+        self.reaper = threading.Thread(target=self._reap, name="training-reaper", daemon=True)
+        self.reaper.start()
+
+    def _reap(self) -> None:
+        self._child.join(EXIT_SECONDS)
+        if self._child.exitcode is not None:
+            return
+        try:
+            os.kill(self._child.pid, 0)
+        except ProcessLookupError:  # reaped by another join (multiprocessing's, at exit)
+            return
+        log.warning("the training process did not stop; killing it")
+        self._child.kill()
+        self._child.join()

@@ -1,0 +1,179 @@
+"""Training in a child process (train_process.py) reports as the engine does in a thread.
+
+Runs are short real ones (the fast preset, 12-20 steps of 256 images on real MNIST): a child
+process cannot see the monkeypatched tiny data the job tests use.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_demo import training
+from mnist_demo.job import State, TrainingJob
+from mnist_demo.predict import shipped_predictor
+from mnist_demo.records import is_kind
+from mnist_demo.train_process import (
+    ServedCounter,
+    TrainingProcess,
+    TrainingProcessError,
+    _Busy,
+)
+from mnist_demo.training import Control, _limit_cores
+
+
+@pytest.fixture
+def short(make_config):
+    return make_config(max_steps=16, log_every=4)
+
+
+def _states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_a_run_in_a_process_reports_what_the_same_run_in_a_thread_does(short):
+    records, weights = [], []
+
+    def on_record(record, model):
+        records.append(record)
+        if is_kind(record, "epoch"):
+            weights.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    evaluations = []
+    process = TrainingProcess(ServedCounter())
+    result = process.train(
+        short,
+        control=Control(),
+        on_record=on_record,
+        on_evaluation=lambda r, e: evaluations.append((r, e)),
+        test_first=True,
+    )
+    alone = training.train(short, test_first=True)
+    torch.set_num_threads(short.threads)
+
+    assert result.steps == alone.steps == 16 and not result.stopped
+    assert result.test_accuracy == alone.test_accuracy
+    assert _states_equal(result.model, alone.model)
+    kinds = [r["kind"] for r in records]
+    assert kinds == [r["kind"] for r in alone.history]
+    assert [r.get("step") for r in records] == [r.get("step") for r in alone.history]
+    # the model handed to on_record with the epoch's record holds that epoch's weights
+    assert weights and all(
+        torch.equal(weights[-1][k], v) for k, v in result.model.state_dict().items()
+    )
+    ((record, evaluation),) = evaluations
+    assert record["test_accuracy"] == evaluation.accuracy == result.test_accuracy
+    assert evaluation.probabilities.shape == (10_000, 10)
+
+
+def test_stop_reaches_the_child_and_the_run_ends_stopped(make_config):
+    config = make_config(epochs=1, log_every=1)
+    control = Control()
+
+    def on_record(record, model):
+        if is_kind(record, "step") and record["step"] >= 2:
+            control.stop()
+
+    result = TrainingProcess(ServedCounter()).train(config, control=control, on_record=on_record)
+    assert result.stopped
+    assert 2 <= result.steps < 50  # the child saw the stop within a few steps of 234
+
+
+def test_a_failure_in_the_child_is_raised_here_with_its_message(short, tmp_path: Path):
+    broken = training.TrainConfig(**{**short.__dict__, "data_dir": str(tmp_path / "none")})
+    with pytest.raises(TrainingProcessError, match="Error"):
+        TrainingProcess(ServedCounter()).train(
+            broken, control=Control(), on_record=lambda r, m: None
+        )
+
+
+def test_a_killed_child_is_an_error_not_a_hang(make_config):
+    config = make_config(epochs=1, log_every=1)
+    process = TrainingProcess(ServedCounter())
+
+    def on_record(record, model):
+        if is_kind(record, "step"):
+            os.kill(process._child.pid, signal.SIGKILL)
+
+    with pytest.raises(TrainingProcessError, match="ended unexpectedly"):
+        process.train(config, control=Control(), on_record=on_record)
+
+
+def test_the_child_trains_on_one_core_while_requests_are_served():
+    served = ServedCounter()
+    busy = _Busy(served.value, cores=4, quiet=1000.0)
+    assert busy() == 4 and busy.count == 0
+    served.tick()
+    assert busy() == 1 and busy.count == 1
+    after = _Busy(served.value, cores=4, quiet=0.0)  # the quiet time already over
+    served.tick()
+    assert after() == 4
+
+
+def test_the_loop_asks_before_every_cpu_step_how_many_cores_it_may_use(make_config, monkeypatch):
+    seen = []
+    real = training._Step.__call__
+
+    def spy(self, idx):
+        seen.append(torch.get_num_threads())
+        return real(self, idx)
+
+    monkeypatch.setattr(training._Step, "__call__", spy)
+    asked = []
+
+    def cores():
+        asked.append(1)
+        return 1
+
+    config = make_config(max_steps=5, threads=2, cpu_parallel="threads")
+    training.train(config, control=Control(cores=cores))
+    torch.set_num_threads(1)
+    assert len(asked) == 5 and seen == [1] * 5
+
+
+def test_fewer_cores_than_replicas_pin_an_adaptive_step_to_threads(make_config, mnist):
+    config = make_config(threads=2, cpu_parallel="auto", batch_size=256)
+    model = training.build_model(config.model)
+    step, mode = training._build_step(
+        model, mnist[0], config, torch.device("cpu"), 256, torch.float32
+    )
+    assert "auto" in mode
+    try:
+        _limit_cores(step, 1)
+        assert step.pinned == "threads" and torch.get_num_threads() == 1
+        assert step._plan() == ("threads", False)
+        _limit_cores(step, 2)
+        assert step.pinned is None and torch.get_num_threads() == 2
+    finally:
+        step.close()
+        torch.set_num_threads(1)
+
+
+def test_a_job_that_trains_in_a_process_saves_adopts_and_readies_the_next(
+    tmp_path: Path, make_config
+):
+    predictor = shipped_predictor()
+    job = TrainingJob(predictor, runs_dir=tmp_path, process=True)
+    job.warm_up()  # the child starts now, before the click
+    waiting = job._next_process
+    assert waiting is not None and waiting._child.is_alive()
+    with job.in_flight.serving():  # a request counts for the child
+        pass
+    assert job.served.value.value == 1
+    started, _ = job.start(make_config(max_steps=40, log_every=10))
+    assert started and job.wait(120)
+    snap = job.snapshot()
+    assert snap.state == State.FINISHED.value, snap.message
+    assert snap.checkpoint and Path(snap.checkpoint).exists()
+    assert "Draw tab now uses these weights" in snap.message
+    assert predictor.version.label.endswith("(final)")
+    assert job._next_process is not None and job._next_process is not waiting
+    following = job._next_process
+    job.close()
+    following.reaper.join(30)
+    assert job._next_process is None and following._child.exitcode == 0
