@@ -12,7 +12,8 @@ HTTP (upload, queue, result), which leaves out the client library's own CPU time
     python bench/load_test.py              # bare Gradio app, then this app: 20 x 25 each
     python bench/load_test.py --quick      # the same in ~1 minute (6 clients x 8)
     python bench/load_test.py --http       # the server's share alone
-    python bench/load_test.py --no-give-way  # training does not pause for requests (A/B)
+    python bench/load_test.py --training-thread  # train in the server's thread (A/B)
+    python bench/load_test.py --no-give-way  # a training thread does not pause for requests
 
 First the same clients run against a bare Gradio app (one File input, a handler that returns
 a constant) in the same process, a warm-up round then the measured one; then this app, idle,
@@ -205,15 +206,48 @@ class Clients:
 
     def round(self, requests: int) -> dict:
         load = f"{os.getloadavg()[0]:.1f}"  # before: the round itself adds to it
+        before = cpu_seconds(self.process.pid)
         self.process.stdin.write(f"ROUND {requests}\n")
         self.process.stdin.flush()
         while not (line := self.read()).startswith("{"):  # skip anything a library printed
             continue
-        return {**json.loads(line), "load": load}
+        used = {k: v - before[k] for k, v in cpu_seconds(self.process.pid).items()}
+        return {**json.loads(line), "load": load, "cpu": used}
 
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(60)
+
+
+def cpu_seconds(client_pid: int) -> dict[str, float]:
+    """CPU seconds so far: the machine's busy and idle, this (server) process's, the clients'."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+
+    def process(pid: int | str) -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / tick  # utime + stime
+
+    return dict(
+        busy=(sum(fields[:8]) - idle) / tick,
+        idle=idle / tick,
+        server=process("self"),
+        clients=process(client_pid),
+    )
+
+
+def cpu_line(name: str, load: dict) -> str:
+    """Where a round's CPU went, in cores (of os.cpu_count()) over its wall time."""
+    used, seconds = load["cpu"], load["seconds"]
+    per_call = 1000 * (used["server"] + used["clients"]) / max(1, len(load["results"]))
+    return (
+        f"- {name}: server {used['server'] / seconds:.2f} cores, clients "
+        f"{used['clients'] / seconds:.2f}, machine idle {used['idle'] / seconds:.2f} of "
+        f"{os.cpu_count()}; server + clients {per_call:.1f} CPU-ms a call"
+    )
 
 
 def throughput(records: list[dict], batch_size: int) -> tuple[float | None, int]:
@@ -275,7 +309,7 @@ def main() -> None:
     parser.add_argument("--endpoint", default=endpoints[0], choices=endpoints)
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
     parser.add_argument("--max-seconds", type=float, default=300.0, help="cap on each round")
-    parser.add_argument("--epochs", type=int, default=3, help="enough to outlast the load")
+    parser.add_argument("--epochs", type=int, default=8, help="enough to outlast the load")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--train-threads",
@@ -287,6 +321,11 @@ def main() -> None:
     parser.add_argument("--http", action="store_true", help="plain HTTP clients, not gradio_client")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare Gradio app")
     parser.add_argument(
+        "--training-thread",
+        action="store_true",
+        help="train in a thread of the server, not a process of its own as the app does (A/B)",
+    )
+    parser.add_argument(
         "--no-give-way", action="store_true", help="training never pauses for requests (A/B)"
     )
     parser.add_argument(
@@ -296,7 +335,10 @@ def main() -> None:
         help="training's floor while it gives way (default: the app's JobLimits)",
     )
     parser.add_argument(
-        "--niceness", type=int, default=None, help="the training thread's (default: the app's)"
+        "--niceness",
+        type=int,
+        default=None,
+        help="training's, thread or process (default: the app's)",
     )
     parser.add_argument(
         "--switch-interval",
@@ -320,6 +362,7 @@ def main() -> None:
     from support import launch  # the same launcher the api and browser tests use
 
     from mnist_demo import job as job_module
+    from mnist_demo import server
     from mnist_demo.job import JobLimits
     from mnist_demo.training import resolve_device
 
@@ -341,13 +384,19 @@ def main() -> None:
             bare_demo.close()
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
-    if args.niceness is not None:
-        job_module.TRAINING_NICENESS = args.niceness  # read when a run starts
+    if args.niceness is not None:  # read when a run (or the training process) starts
+        job_module.TRAINING_NICENESS = job_module.PROCESS_NICENESS = args.niceness
     limits = JobLimits()
     if args.no_give_way or args.give_way_share is not None:
         limits = JobLimits(give_way_share=1.0 if args.no_give_way else args.give_way_share)
     runs = Path(tempfile.mkdtemp(prefix="load-test-runs-"))
-    app = launch(runs, train_threads=args.train_threads, limits=limits)
+    app = launch(
+        runs,
+        train_threads=args.train_threads,
+        limits=limits,
+        training_process=not args.training_thread,
+    )
+    server.freeze_start_up()  # as `python app.py` does: no full collections over start-up's
     dashboard, demo = app.dashboard, app.demo
     job = dashboard.job
     clients = Clients(app.url, args)
@@ -399,17 +448,27 @@ def main() -> None:
     name = f"{args.clients} x {args.requests} while training"
     load_line, ms, errors = row(name, load, args.clients * args.requests, train)
     print(load_line)
+    print()
+    for name, measured in (("bare", bare), ("idle", idle), ("while training", load)):
+        if measured:
+            print(cpu_line(name, measured))
     for name, found in (("idle", idle_errors), ("while training", errors)):
         for error in sorted(set(found))[:5]:
             print(f"- {name}: error x{found.count(error)}: {error}")
     complete = len(load["results"]) == args.clients * args.requests
+    nice = job_module.TRAINING_NICENESS if args.training_thread else job_module.PROCESS_NICENESS
     print(
         f"\ntargets: zero errors {'yes' if complete and not errors else 'NO'}; "
-        f"give way {'off' if args.no_give_way else f'on ({limits.give_way_share:.0%} floor)'}, "
-        f"training at nice {job_module.TRAINING_NICENESS}; "
+        f"training in {'a thread' if args.training_thread else 'a process'}; give way "
+        f"{'off' if args.no_give_way else f'on ({limits.give_way_share:.0%} floor)'}, "
+        f"training at nice {nice}; "
         f"training progressing {'yes' if load_steps > 0 else 'NO'} "
-        f"(job {snap.state} when the load ended); it paused {paused:.1f} s of the "
-        f"{load['seconds']:.1f} s under load"
+        f"(job {snap.state} when the load ended); "
+        + (
+            "the training process's own pauses are not counted here"
+            if not args.training_thread
+            else f"it paused {paused:.1f} s of the {load['seconds']:.1f} s under load"
+        )
     )
     if bare_ms and ms:
         ratio = percentile(ms, 0.95) / percentile(bare_ms, 0.95)
