@@ -135,7 +135,11 @@ def run_round(args, connected: list, folder: Path, number: int, requests: int) -
 
     same = draw(folder / "same.png", np.random.default_rng(0), DIGITS[0])
     results: list[dict] = []
-    barrier = threading.Barrier(len(connected))
+    cpu: dict[str, dict[str, float]] = {}  # at the barrier (drawings made) and at the end
+    server = os.getppid()
+    barrier = threading.Barrier(
+        len(connected), action=lambda: cpu.setdefault("start", cpu_seconds(server))
+    )
     deadline = time.monotonic() + args.max_seconds
 
     def visitor(c: int) -> None:
@@ -172,7 +176,9 @@ def run_round(args, connected: list, folder: Path, number: int, requests: int) -
         thread.start()
     for thread in threads:
         thread.join(args.max_seconds + 120)
-    return dict(seconds=time.perf_counter() - started, results=results)
+    end = cpu_seconds(server)
+    used = {k: v - cpu["start"][k] for k, v in end.items()} if "start" in cpu else None
+    return dict(seconds=time.perf_counter() - started, results=results, cpu=used)
 
 
 # --- the server, the run and the report (this process) ------------------------------------------
@@ -206,21 +212,20 @@ class Clients:
 
     def round(self, requests: int) -> dict:
         load = f"{os.getloadavg()[0]:.1f}"  # before: the round itself adds to it
-        before = cpu_seconds(self.process.pid)
         self.process.stdin.write(f"ROUND {requests}\n")
         self.process.stdin.flush()
         while not (line := self.read()).startswith("{"):  # skip anything a library printed
             continue
-        used = {k: v - before[k] for k, v in cpu_seconds(self.process.pid).items()}
-        return {**json.loads(line), "load": load, "cpu": used}
+        return {**json.loads(line), "load": load}
 
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(60)
 
 
-def cpu_seconds(client_pid: int) -> dict[str, float]:
-    """CPU seconds so far: the machine's busy and idle, this (server) process's, the clients'."""
+def cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far: the machine's busy and idle, the server process's (its training
+    process's not included), this (client) process's."""
     tick = os.sysconf("SC_CLK_TCK")
     with open("/proc/stat") as stat:
         fields = [int(v) for v in stat.readline().split()[1:]]
@@ -234,14 +239,15 @@ def cpu_seconds(client_pid: int) -> dict[str, float]:
     return dict(
         busy=(sum(fields[:8]) - idle) / tick,
         idle=idle / tick,
-        server=process("self"),
-        clients=process(client_pid),
+        server=process(server_pid),
+        clients=process("self"),
     )
 
 
 def cpu_line(name: str, load: dict) -> str:
     """Where a round's CPU went, in cores (of os.cpu_count()) over its wall time."""
-    used, seconds = load["cpu"], load["seconds"]
+    used = load["cpu"]
+    seconds = (used["busy"] + used["idle"]) / (os.cpu_count() or 1)  # the timed part's wall
     per_call = 1000 * (used["server"] + used["clients"]) / max(1, len(load["results"]))
     return (
         f"- {name}: server {used['server'] / seconds:.2f} cores, clients "
@@ -347,12 +353,12 @@ def main() -> None:
         help="the server process's sys.setswitchinterval, seconds (default: the app's)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="6 clients x 8, 5 s baseline, 1 epoch (~1 min)"
+        "--quick", action="store_true", help="6 clients x 8, 5 s baseline, 3 epochs (~1 min)"
     )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # the clients' URL
     args = parser.parse_args()
     if args.quick:
-        args.clients, args.requests, args.baseline_seconds, args.epochs = 6, 8, 5.0, 1
+        args.clients, args.requests, args.baseline_seconds, args.epochs = 6, 8, 5.0, 3
     root = Path(__file__).resolve().parent.parent
     sys.path[:0] = [str(root), str(root / "tests")]  # this tree's app, not an installed one
     if args.worker:
@@ -450,7 +456,7 @@ def main() -> None:
     print(load_line)
     print()
     for name, measured in (("bare", bare), ("idle", idle), ("while training", load)):
-        if measured:
+        if measured and measured.get("cpu"):
             print(cpu_line(name, measured))
     for name, found in (("idle", idle_errors), ("while training", errors)):
         for error in sorted(set(found))[:5]:
