@@ -38,7 +38,10 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05  # how often the parent passes pause/stop on while no message comes
 QUIET_SECONDS = 1.0  # after the last request served, the child takes all its cores back
-EXIT_SECONDS = 10.0  # a stopped child's time to finish its step and say so
+EXIT_SECONDS = 10.0  # a child's time to exit once it has nothing left to do
+# A stopped child's longest silence: its last step and a test pass (~1 s here; a slow CPU
+# and a large batch can take several). After that it is taken as hung and killed.
+STOP_SECONDS = 60.0
 
 
 class TrainingProcessError(RuntimeError):
@@ -183,10 +186,16 @@ class TrainingProcess:
             model = build_model(config.model)
         try:
             self._commands.send_bytes(pickle.dumps((config, test_first)))
+            heard = time.monotonic()
             while True:
                 self._pass_on(control)
                 if not self._receiver.poll(POLL_SECONDS):
+                    if control.stopped and time.monotonic() - heard > STOP_SECONDS:
+                        raise TrainingProcessError(
+                            f"the training process did not stop within {STOP_SECONDS:.0f} s"
+                        )  # close() kills it
                     continue
+                heard = time.monotonic()
                 try:
                     message = pickle.loads(self._receiver.recv_bytes())
                 except EOFError:

@@ -177,3 +177,23 @@ def test_a_job_that_trains_in_a_process_saves_adopts_and_readies_the_next(
     job.close()
     following.reaper.join(30)
     assert job._next_process is None and following._child.exitcode == 0
+
+
+def test_a_child_that_stays_silent_after_a_stop_is_given_up_on(make_config, monkeypatch):
+    from mnist_demo import train_process
+
+    monkeypatch.setattr(train_process, "STOP_SECONDS", 0.0)
+    monkeypatch.setattr(train_process, "EXIT_SECONDS", 0.1)
+    config = make_config(epochs=1, log_every=1)
+    process = TrainingProcess(ServedCounter())
+    control = Control()
+
+    def on_record(record, model):
+        if is_kind(record, "step"):
+            os.kill(process._child.pid, signal.SIGSTOP)  # hung: alive, silent
+            control.stop()
+
+    with pytest.raises(TrainingProcessError, match="did not stop"):
+        process.train(config, control=control, on_record=on_record)
+    process.reaper.join(30)  # close() killed it
+    assert process._child.exitcode == -signal.SIGKILL
