@@ -3,8 +3,9 @@
 A server that trains in one of its own threads shares one GIL with the requests it answers:
 the training loop takes it back ~110 times a step (every torch call from Python), and while a
 niced training thread holds it and waits for a core, every request waits too. Under 20 API
-clients that cost the requests' p95 1.55x a bare Gradio app's, training in a child process
-1.0x, with training keeping more of its speed (BENCHMARKS.md, fifteenth session).
+clients the requests' p95 was 1.47-1.55x a bare Gradio app's with training in a thread and
+1.39-1.40x with it in a child process, which also answered ~20% more calls a second, at a
+~20% lower median (BENCHMARKS.md, fifteenth session); training kept 27-32% either way.
 
 The child runs the engine's own `train()`; this side gets its records, weights, test passes
 and result through a pipe, pickled with plain `pickle` (torch's multiprocessing pickler would
@@ -49,7 +50,8 @@ class TrainingProcessError(RuntimeError):
 
 
 class ServedCounter:
-    """A count of requests served, shared with a training process (lock-free: one writer)."""
+    """A count of requests served, shared with a training process. No lock: the child only
+    asks whether it moved, which an increment lost between racing threads cannot hide."""
 
     def __init__(self) -> None:
         self.value = mp.get_context("spawn").RawValue("Q", 0)
