@@ -104,15 +104,21 @@ def test_a_killed_child_is_an_error_not_a_hang(make_config):
         process.train(config, control=Control(), on_record=on_record)
 
 
-def test_the_child_trains_on_one_core_while_requests_are_served():
-    served = ServedCounter()
-    busy = _Busy(served.value, cores=4, quiet=1000.0)
+def test_the_child_trains_on_one_core_while_requests_come_fast():
+    served, now = ServedCounter(), [100.0]
+    busy = _Busy(served.value, cores=4, quiet=1.0, rate=5.0, clock=lambda: now[0])
     assert busy() == 4 and busy.count == 0
-    served.tick()
+    served.tick()  # one Draw tab re-reading its drawing: 2 a second
+    now[0] += 0.5
+    assert busy() == 4
+    for _ in range(3):  # 6 a second: visitors waiting
+        served.tick()
+    now[0] += 0.5
     assert busy() == 1 and busy.count == 1
-    after = _Busy(served.value, cores=4, quiet=0.0)  # the quiet time already over
-    served.tick()
-    assert after() == 4
+    now[0] += 0.6  # quiet since: still yielding within the quiet second...
+    assert busy() == 1
+    now[0] += 0.5  # ...then all cores again
+    assert busy() == 4
 
 
 def test_the_loop_asks_before_every_cpu_step_how_many_cores_it_may_use(make_config, monkeypatch):
