@@ -25,6 +25,7 @@ row gives the 1-minute load average when it started: the machine may be shared.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import queue
@@ -121,10 +122,14 @@ def worker(args: argparse.Namespace) -> None:
         return HttpVisitor(url) if args.http else Client(url, verbose=False, ssl_verify=False)
 
     connected = [connect(args.worker) for _ in range(args.clients)]  # not timed
+    collections = Collections()
     folder = Path(tempfile.mkdtemp(prefix="load-test-"))
     print("ready", flush=True)
     for number, line in enumerate(sys.stdin):
+        before = len(collections.pauses)
         result = run_round(args, connected, folder, number, requests=int(line.split()[1]))
+        result["client_gc"] = collections.since(before)
+        gc.collect()  # the round's garbage, between rounds (see run_round)
         print(json.dumps(result), flush=True)
 
 
@@ -137,9 +142,17 @@ def run_round(args, connected: list, folder: Path, number: int, requests: int) -
     results: list[dict] = []
     cpu: dict[str, dict[str, float]] = {}  # at the barrier (drawings made) and at the end
     server = os.getppid()
-    barrier = threading.Barrier(
-        len(connected), action=lambda: cpu.setdefault("start", cpu_seconds(server))
-    )
+    began = [0.0]  # when every client has its drawings: the round's clock starts
+
+    def at_barrier() -> None:
+        # The load generator's own full collections (127-182 ms over gradio_client's
+        # objects, one in every round) stall all its clients at once: a burst of slow calls
+        # that is not the server's. It collects between rounds instead.
+        gc.disable()
+        cpu.setdefault("start", cpu_seconds(server))
+        began[0] = time.perf_counter()
+
+    barrier = threading.Barrier(len(connected), action=at_barrier)
     deadline = time.monotonic() + args.max_seconds
 
     def visitor(c: int) -> None:
@@ -168,7 +181,8 @@ def run_round(args, connected: list, folder: Path, number: int, requests: int) -
             except Exception as err:  # counted and reported, never fatal
                 got, error = None, f"{type(err).__name__}: {str(err)[:120]}"
             ms = 1000 * (time.perf_counter() - start)
-            results.append(dict(ms=ms, error=error, right=got == digit))
+            at = start - began[0]  # seconds into the round
+            results.append(dict(ms=ms, error=error, right=got == digit, at=at))
 
     started = time.perf_counter()
     threads = [threading.Thread(target=visitor, args=(c,)) for c in range(len(connected))]
@@ -177,6 +191,7 @@ def run_round(args, connected: list, folder: Path, number: int, requests: int) -
     for thread in threads:
         thread.join(args.max_seconds + 120)
     end = cpu_seconds(server)
+    gc.enable()
     used = {k: v - cpu["start"][k] for k, v in end.items()} if "start" in cpu else None
     return dict(seconds=time.perf_counter() - started, results=results, cpu=used)
 
@@ -266,6 +281,41 @@ def throughput(records: list[dict], batch_size: int) -> tuple[float | None, int]
     seconds = sum(b["train_seconds"] - a["train_seconds"] for a, b in pairs)
     done = steps[-1]["step"] - steps[0]["step"] if steps else 0
     return (images / seconds if seconds > 0 else None), done
+
+
+class Collections:
+    """The garbage collector's pauses in this process (gc.callbacks): (generation, seconds)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._began = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._began))
+
+    def since(self, n: int) -> str:
+        """The collections after the first `n`: how many, and the longest."""
+        pauses = self.pauses[n:]
+        if not pauses:
+            return "none"
+        longest = max(pauses, key=lambda p: p[1])
+        full = sum(1 for g, _ in pauses if g == 2)
+        return f"{len(pauses)} ({full} full), longest {1000 * longest[1]:.0f} ms (gen {longest[0]})"
+
+
+def tail_starts(results: list[dict]) -> str:
+    """When the round's slowest 5% of calls started, in seconds from its start."""
+    ms = [r["ms"] for r in results if r["error"] is None]
+    if not ms:
+        return "–"
+    slow = percentile(ms, 0.95)
+    starts = sorted(r["at"] for r in results if r["error"] is None and r["ms"] >= slow)
+    span = max(r["at"] for r in results)
+    return f"started at {', '.join(f'{t:.1f}' for t in starts)} s of {span:.1f} s"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -379,6 +429,7 @@ def main() -> None:
     bare = None
     if not args.no_bare:
         bare_demo, bare_url = launch_bare()
+        server.freeze_start_up()  # as for this app, below
         bare_clients = Clients(bare_url, args)
         try:
             assert bare_clients.read() == "ready"
@@ -396,16 +447,19 @@ def main() -> None:
     if args.no_give_way or args.give_way_share is not None:
         limits = JobLimits(give_way_share=1.0 if args.no_give_way else args.give_way_share)
     runs = Path(tempfile.mkdtemp(prefix="load-test-runs-"))
+    from mnist_demo.settings import AppSettings
+
+    # (an older tree, for A/B, has no training process: it trains in a thread)
+    process = {"training_process": not args.training_thread}
+    has_process = "training_process" in AppSettings.__dataclass_fields__
     app = launch(
-        runs,
-        train_threads=args.train_threads,
-        limits=limits,
-        training_process=not args.training_thread,
+        runs, train_threads=args.train_threads, limits=limits, **(process if has_process else {})
     )
     server.freeze_start_up()  # as `python app.py` does: no full collections over start-up's
     dashboard, demo = app.dashboard, app.demo
     job = dashboard.job
     clients = Clients(app.url, args)
+    server_gc = Collections()
     try:
         assert clients.read() == "ready"
         idle = clients.round(args.idle_requests) if args.idle_requests else None
@@ -421,7 +475,9 @@ def main() -> None:
         load_from = job.snapshot().n_records - 1
         give_way = job._run.control.give_way  # the bench reads what the run paused
         paused_before = give_way.paused if give_way else 0.0
+        gc_before = len(server_gc.pauses)
         load = clients.round(args.requests)
+        load["server_gc"] = server_gc.since(gc_before)
         snap = job.snapshot()
         paused = (give_way.paused if give_way else 0.0) - paused_before
     finally:
@@ -462,19 +518,27 @@ def main() -> None:
         for error in sorted(set(found))[:5]:
             print(f"- {name}: error x{found.count(error)}: {error}")
     complete = len(load["results"]) == args.clients * args.requests
-    nice = job_module.TRAINING_NICENESS if args.training_thread else job_module.PROCESS_NICENESS
+    in_thread = args.training_thread or not has_process
+    nice = getattr(job_module, "TRAINING_NICENESS" if in_thread else "PROCESS_NICENESS")
     print(
         f"\ntargets: zero errors {'yes' if complete and not errors else 'NO'}; "
-        f"training in {'a thread' if args.training_thread else 'a process'}; give way "
+        f"training in {'a thread' if in_thread else 'a process'}; give way "
         f"{'off' if args.no_give_way else f'on ({limits.give_way_share:.0%} floor)'}, "
         f"training at nice {nice}; "
         f"training progressing {'yes' if load_steps > 0 else 'NO'} "
         f"(job {snap.state} when the load ended); "
         + (
             "the training process's own pauses are not counted here"
-            if not args.training_thread
+            if not in_thread
             else f"it paused {paused:.1f} s of the {load['seconds']:.1f} s under load"
         )
+    )
+    for name, measured in (("bare", bare), ("while training", load)):
+        if measured:  # where the slowest 5% fell: in bursts, or spread over the round
+            print(f"slowest 5%, {name}: {tail_starts(measured['results'])}")
+    print(
+        f"garbage collections while training: server {load['server_gc']}; clients "
+        f"{load.get('client_gc')}"
     )
     if bare_ms and ms:
         ratio = percentile(ms, 0.95) / percentile(bare_ms, 0.95)
