@@ -166,6 +166,7 @@ class TrainingJob:
         self.served = ServedCounter() if process else None
         self.in_flight = caps.InFlight(on_serve=self.served.tick if self.served else None)
         self._next_process: TrainingProcess | None = None  # started ahead of its run
+        self._closed = False
 
     # --- commands (any thread) ----------------------------------------------------------------
 
@@ -179,7 +180,7 @@ class TrainingJob:
 
     def _start_next_process(self) -> None:
         with self._lock:
-            if self._next_process is None:
+            if self._next_process is None and not self._closed:
                 self._next_process = TrainingProcess(
                     self.served,
                     PROCESS_NICENESS,
@@ -191,10 +192,14 @@ class TrainingJob:
         self._start_next_process()
         with self._lock:
             process, self._next_process = self._next_process, None
+        if process is None:
+            raise RuntimeError("the server is shutting down")
         return process
 
     def close(self) -> None:
         """Stop any run and the waiting training process (a server shutting down)."""
+        with self._lock:
+            self._closed = True  # no process is started for a next run
         self.stop(wait=EXIT_SECONDS)
         with self._lock:
             process, self._next_process = self._next_process, None
@@ -343,9 +348,9 @@ class TrainingJob:
     def _train(self, run: _Run, run_id: int) -> None:
         _yield_to_requests()
         config, files = run.config, run.files
-        # train() builds the model after seeding, so a run repeats the CLI's numbers.
-        trainer = train if self.served is None else self._take_process().train
         try:
+            # train() builds the model after seeding, so a run repeats the CLI's numbers.
+            trainer = train if self.served is None else self._take_process().train
             result = trainer(
                 config,
                 control=run.control,
@@ -360,8 +365,11 @@ class TrainingJob:
                 self._message = f"Training failed: {err}"
             return
         finally:
-            if self.served is not None:
-                self._start_next_process()  # the next run's, while nobody waits for it
+            if self.served is not None:  # the next run's, while nobody waits for it
+                try:
+                    self._start_next_process()
+                except Exception as err:  # the next start tries again, and says why
+                    log.warning("could not start the next training process: %s", err)
         saved, save_error = None, None
         if result.epochs_completed:
             try:

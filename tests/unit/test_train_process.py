@@ -203,3 +203,28 @@ def test_a_child_that_stays_silent_after_a_stop_is_given_up_on(make_config, monk
         process.train(config, control=control, on_record=on_record)
     process.reaper.join(30)  # close() killed it
     assert process._child.exitcode == -signal.SIGKILL
+
+
+def test_a_training_process_that_cannot_start_fails_the_run_not_the_job(
+    tmp_path: Path, make_config, monkeypatch
+):
+    from mnist_demo import job as job_module
+
+    def cannot_start(*args, **kwargs):
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(job_module, "TrainingProcess", cannot_start)
+    job = TrainingJob(shipped_predictor(), runs_dir=tmp_path, process=True)
+    started, _ = job.start(make_config(max_steps=4))
+    assert started and job.wait(30)
+    snap = job.snapshot()
+    assert snap.state == State.FAILED.value and "Resource temporarily" in snap.message
+    started, _ = job.start(make_config(max_steps=4))  # the job takes the next start
+    assert started and job.wait(30)
+
+
+def test_a_closed_job_starts_no_training_process(tmp_path: Path):
+    job = TrainingJob(shipped_predictor(), runs_dir=tmp_path, process=True)
+    job.close()
+    job.warm_up()
+    assert job._next_process is None
