@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checkpoints import cpu_state_dict
 from .limits import GiveWay
 from .models import build_model
 from .records import Record, is_kind
@@ -112,10 +113,6 @@ class _Busy:
         return 1 if self.count else self.cores
 
 
-def _state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
 def _child(
     commands: Any,
     conn: Any,
@@ -145,7 +142,7 @@ def _child(
         due = last_weights is None or now - last_weights >= publish_interval
         weights = None
         if is_kind(record, "epoch") or (is_kind(record, "step") and due):
-            weights, last_weights = _state(model), now
+            weights, last_weights = cpu_state_dict(model), now
         send(("record", record, weights))
 
     def on_evaluation(record: Record, evaluation: Evaluation) -> None:
@@ -163,7 +160,7 @@ def _child(
             test_first=test_first,
         )
         rest = {f.name: getattr(result, f.name) for f in fields(result) if f.name != "model"}
-        send(("result", rest, _state(result.model)))
+        send(("result", rest, cpu_state_dict(result.model)))
     except BaseException as err:  # whatever it was, the parent must hear it
         with contextlib.suppress(OSError):  # unless the parent has gone
             send(("error", type(err).__name__, str(err)))
