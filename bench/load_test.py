@@ -12,6 +12,7 @@ HTTP (upload, queue, result), which leaves out the client library's own CPU time
     python bench/load_test.py              # bare Gradio app, then this app: 20 x 25 each
     python bench/load_test.py --quick      # the same in ~1 minute (6 clients x 8)
     python bench/load_test.py --http       # the server's share alone
+    python bench/load_test.py --warm-idle  # also this app warm with nothing training
     python bench/load_test.py --training-thread  # train in the server's thread (A/B)
     python bench/load_test.py --no-give-way  # a training thread does not pause for requests
 
@@ -361,6 +362,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=25, help="predictions per client")
     parser.add_argument("--idle-requests", type=int, default=2, help="per client, before training")
+    parser.add_argument(
+        "--warm-idle",
+        action="store_true",
+        help="after the idle round, a measured one of --requests with nothing training yet: "
+        "this app's own cost against the bare app's",
+    )
     endpoints = ["/predict_file", "/predict"]
     parser.add_argument("--endpoint", default=endpoints[0], choices=endpoints)
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
@@ -463,6 +470,7 @@ def main() -> None:
     try:
         assert clients.read() == "ready"
         idle = clients.round(args.idle_requests) if args.idle_requests else None
+        warm = clients.round(args.requests) if args.warm_idle else None
         defaults = dashboard.train.apply_preset("fast")._asdict()  # the Train tab's, untouched
         started = dashboard.train.start(**{**defaults, "epochs": args.epochs, "device": device})
         print(f"# training: {started} (fast preset, {args.epochs} epochs)", flush=True)
@@ -503,6 +511,11 @@ def main() -> None:
     if idle:
         idle_line, _, idle_errors = row("idle, no training", idle, idle_expected, "–")
         print(idle_line)
+    warm_ms: list[float] = []
+    if warm:
+        warm_name = f"warm, no training, {args.clients} x {args.requests}"
+        warm_line, warm_ms, _ = row(warm_name, warm, args.clients * args.requests, "–")
+        print(warm_line)
     alone = f"{base_rate:,.0f} ({base_steps})" if base_rate else "–"
     window = f"training alone, {args.baseline_seconds:.0f} s"
     print(f"| {window} | – | – | – | – | – | – | – | {alone} | {base_load} |")
@@ -511,7 +524,8 @@ def main() -> None:
     load_line, ms, errors = row(name, load, args.clients * args.requests, train)
     print(load_line)
     print()
-    for name, measured in (("bare", bare), ("idle", idle), ("while training", load)):
+    rounds = (("bare", bare), ("idle", idle), ("warm, no training", warm), ("while training", load))
+    for name, measured in rounds:
         if measured and measured.get("cpu"):
             print(cpu_line(name, measured))
     for name, found in (("idle", idle_errors), ("while training", errors)):
@@ -540,6 +554,9 @@ def main() -> None:
         f"garbage collections while training: server {load['server_gc']}; clients "
         f"{load.get('client_gc')}"
     )
+    if bare_ms and warm_ms:
+        own = percentile(warm_ms, 0.95) / percentile(bare_ms, 0.95)
+        print(f"ratio with nothing training: p95 / bare Gradio p95 = {own:.2f}")
     if bare_ms and ms:
         ratio = percentile(ms, 0.95) / percentile(bare_ms, 0.95)
         kept = load_rate / base_rate if load_rate and base_rate else 0.0

@@ -113,6 +113,25 @@ def run_cli(paths: list[str]) -> tuple[float, list[dict[str, Any]]]:
     return seconds, [json.loads(line) for line in done.stdout.splitlines()]
 
 
+def file_sizes(predictor: Predictor, sides: list[int], reps: int) -> None:
+    """Read + predict of one PNG file per side and colour mode, from the file's path."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-sides-"))
+    try:
+        for side in sides:
+            alpha = paint(draw_strokes(7, (side, side), height=0.5, pen=0.04), "alpha")[..., 3]
+            grey = Image.fromarray(255 - alpha)
+            for mode, image in (("grey", grey), ("RGB", grey.convert("RGB"))):
+                path = folder / f"{side}-{mode}.png"
+                image.save(path)
+                xs = timed(lambda path=path: predictor.predict(str(path)), reps)
+                print(
+                    f"PNG file {side}x{side} {mode:<4} {path.stat().st_size:>7,} bytes  "
+                    f"median {1000 * statistics.median(xs):7.2f} ms  p90 {1000 * p90(xs):7.2f} ms"
+                )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=500, help="timed calls per measurement")
@@ -126,6 +145,12 @@ def main() -> None:
         default=1,
         help="time every case this many times in a row: the machine's speed moves "
         "by up to 2x between minutes, so one round says little",
+    )
+    parser.add_argument(
+        "--sides",
+        default="",
+        help="also read PNG files of a drawn 7 this many px square, grey and RGB "
+        "(e.g. 280,1000,2000): what the API reads on its event loop (limits.INLINE_PIXELS)",
     )
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the app pins inference; the header shows it
@@ -168,6 +193,9 @@ def main() -> None:
         for name, _, _ in cases:
             medians = ", ".join(f"{m:.2f}" for m, _ in by_case[name])
             print(f"{name}: round medians {medians} ms")
+
+    if args.sides:
+        file_sizes(predictor, [int(side) for side in args.sides.split(",")], args.reps)
 
     if args.files <= 0:  # the in-process timings only: quick enough to interleave A/B runs
         for name, kind, median, q90 in rows:

@@ -73,11 +73,12 @@ LARGE_DECODES = PixelBudget(40_000_000 * 4, wait=0.0)
 
 
 # An API image of at most this many pixels in all is read on the server's event loop itself
-# (ui/api.py), with no pixel budget (one at a time: 4 MB): ~3 ms of one core for a 400x400
-# drawing, ~12 ms for an RGB 1000x1000 PNG. In a worker thread the same call cost the server
-# ~3x its work under load, the thread and the loop handing the GIL back and forth at every
-# numpy and torch call: 20 API clients' p95 was 1.35x a bare Gradio app's, 1.01x inline
-# (BENCHMARKS.md, fifteenth session). Larger images go to a thread and the budgets below.
+# (ui/api.py), with no pixel budget (one at a time: 4 MB): 2.4-3.4 ms of one core for a
+# 400x400 drawing, ~14 ms for an RGB 1000x1000 PNG (bench/predict_latency.py --sides). In a
+# worker thread the same call cost the server ~3x its work under load, the thread and the
+# loop handing the GIL back and forth at every numpy and torch call: 20 API clients' p95,
+# nothing training, was 1.42x a bare Gradio app's, 0.99-1.02x inline (bench/load_test.py
+# --warm-idle; BENCHMARKS.md, fifteenth session). Larger images go to a thread and budgets.
 INLINE_PIXELS = 1_000_000
 
 
