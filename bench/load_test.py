@@ -9,18 +9,22 @@ sends one file from every client instead (Gradio 6.31 rewrites an identical cach
 place while another request may be downloading it). `--http` replaces gradio_client by plain
 HTTP (upload, queue, result), which leaves out the client library's own CPU time.
 
-    python bench/load_test.py              # bare Gradio app, then this app: 20 x 25 each
+    python bench/load_test.py              # bare Gradio app and this app: 3 x 20 x 25 each
     python bench/load_test.py --quick      # the same in ~1 minute (6 clients x 8)
     python bench/load_test.py --http       # the server's share alone
     python bench/load_test.py --warm-idle  # also this app warm with nothing training
     python bench/load_test.py --training-thread  # train in the server's thread (A/B)
     python bench/load_test.py --no-give-way  # a training thread does not pause for requests
 
-First the same clients run against a bare Gradio app (one File input, a handler that returns
-a constant) in the same process, a warm-up round then the measured one; then this app, idle,
-then while it trains; and the ratio of the two p95s is checked against issue 15's target:
-<= 1.25, 0 errors, training >= 25% of its speed alone. `--no-bare` skips the bare app. Each
-row gives the 1-minute load average when it started: the machine may be shared.
+The bare Gradio app (one File input, a handler that returns a constant) runs in a process of
+its own beside this app, and the same clients run against both: a warm-up round each, this
+app's first calls (idle), then, after a run has trained alone for a baseline, `--pairs`
+measured rounds of each, alternating (bare, this app, bare, ...): training is paused for the
+bare app's rounds, so both see the machine as it drifts. The ratio of the two p95s over all
+rounds is checked against issue 15's target: <= 1.25, 0 errors, training >= 25% of its speed
+alone (over this app's rounds); each round's own ratio is printed too. One round of 500 calls
+lasts ~6 s and its p95 turns on a few bursts: single rounds gave 0.90-1.51 for one build.
+`--no-bare` skips the bare app. Each row gives the 1-minute load average when it started.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DIGITS = "017"
 
@@ -142,7 +148,7 @@ def run_round(args, connected: list, folder: Path, number: int, requests: int) -
     same = draw(folder / "same.png", np.random.default_rng(0), DIGITS[0])
     results: list[dict] = []
     cpu: dict[str, dict[str, float]] = {}  # at the barrier (drawings made) and at the end
-    server = os.getppid()
+    server = args.server_pid
     began = [0.0]  # when every client has its drawings: the round's clock starts
 
     def at_barrier() -> None:
@@ -203,8 +209,9 @@ def run_round(args, connected: list, folder: Path, number: int, requests: int) -
 class Clients:
     """The client process, driven line by line; every read has a deadline."""
 
-    def __init__(self, url: str, args: argparse.Namespace) -> None:
+    def __init__(self, url: str, args: argparse.Namespace, server_pid: int) -> None:
         command = [sys.executable, __file__, "--worker", url, "--clients", str(args.clients)]
+        command += ["--server-pid", str(server_pid)]
         command += ["--endpoint", args.endpoint, "--max-seconds", str(args.max_seconds)]
         command += ["--same-image"] if args.same_image else []
         command += ["--http"] if args.http else []
@@ -272,18 +279,6 @@ def cpu_line(name: str, load: dict) -> str:
     )
 
 
-def throughput(records: list[dict], batch_size: int) -> tuple[float | None, int]:
-    """Images per second of pure training between consecutive step records, and the steps."""
-    from mnist_demo.records import of_kind
-
-    steps = of_kind(records, "step")
-    pairs = list(zip(steps, steps[1:], strict=False))
-    images = sum((b["step"] - a["step"]) * batch_size for a, b in pairs)
-    seconds = sum(b["train_seconds"] - a["train_seconds"] for a, b in pairs)
-    done = steps[-1]["step"] - steps[0]["step"] if steps else 0
-    return (images / seconds if seconds > 0 else None), done
-
-
 class Collections:
     """The garbage collector's pauses in this process (gc.callbacks): (generation, seconds)."""
 
@@ -342,10 +337,13 @@ def row(name: str, load: dict, expected: int, train: str) -> tuple[str, list[flo
     return line, ms, errors
 
 
-def launch_bare():
-    """A bare Gradio app with the same endpoint and outputs and a trivial handler."""
+def serve_bare() -> None:
+    """A bare Gradio app with the same endpoint and outputs and a trivial handler, served in
+    this process (its own, as a Space's would be) until stdin closes; prints its URL."""
     import gradio as gr
     from support import free_port
+
+    from mnist_demo import server
 
     with gr.Blocks() as demo:
         file, label, note = gr.File(type="filepath"), gr.Label(), gr.Markdown()
@@ -354,7 +352,30 @@ def launch_bare():
         )
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
-    return demo, f"http://127.0.0.1:{port}/"
+    server.freeze_start_up()  # as `python app.py` does for this app
+    print(f"url http://127.0.0.1:{port}/", flush=True)
+    sys.stdin.read()  # until the bench closes it
+    demo.close()
+
+
+class BareApp:
+    """The bare Gradio app in a process of its own, alive beside this app, so that its rounds
+    and this app's can alternate: the machine's drift falls on both alike."""
+
+    def __init__(self) -> None:
+        command = [sys.executable, __file__, "--bare-server"]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for line in self.process.stdout:
+            if line.startswith("url "):
+                self.url = line.split()[1]
+                return
+        sys.exit(f"the bare app did not start (exit code {self.process.wait()})")
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(60)
 
 
 def main() -> None:
@@ -372,7 +393,7 @@ def main() -> None:
     parser.add_argument("--endpoint", default=endpoints[0], choices=endpoints)
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
     parser.add_argument("--max-seconds", type=float, default=300.0, help="cap on each round")
-    parser.add_argument("--epochs", type=int, default=8, help="enough to outlast the load")
+    parser.add_argument("--epochs", type=int, default=12, help="enough to outlast the load")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--train-threads",
@@ -412,14 +433,26 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="6 clients x 8, 5 s baseline, 3 epochs (~1 min)"
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="measured rounds of each app, alternating bare / this app (training paused for "
+        "the bare app's); the ratio is over all of them",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # the clients' URL
+    parser.add_argument("--server-pid", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.clients, args.requests, args.baseline_seconds, args.epochs = 6, 8, 5.0, 3
+        args.pairs = 1
     root = Path(__file__).resolve().parent.parent
     sys.path[:0] = [str(root), str(root / "tests")]  # this tree's app, not an installed one
     if args.worker:
         return worker(args)
+    if args.bare_server:
+        return serve_bare()
 
     from _env import print_header
     from support import launch  # the same launcher the api and browser tests use
@@ -433,19 +466,13 @@ def main() -> None:
     print_header(device)
     kind = "plain-HTTP" if args.http else "gradio_client"
     print(f"# load: {args.clients} {kind} clients x {args.requests} {args.endpoint}, loopback only")
-    bare = None
+    bare = bare_clients = None
     if not args.no_bare:
-        bare_demo, bare_url = launch_bare()
-        server.freeze_start_up()  # as for this app, below
-        bare_clients = Clients(bare_url, args)
-        try:
-            assert bare_clients.read() == "ready"
-            if args.idle_requests:  # warm-up, as the app's idle round is
-                bare_clients.round(args.idle_requests)
-            bare = bare_clients.round(args.requests)
-        finally:
-            bare_clients.close()
-            bare_demo.close()
+        bare = BareApp()
+        bare_clients = Clients(bare.url, args, bare.process.pid)
+        assert bare_clients.read() == "ready"
+        if args.idle_requests:  # warm-up, as the app's idle round is
+            bare_clients.round(args.idle_requests)
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     if args.niceness is not None:  # read when a run (or the training process) starts
@@ -465,8 +492,9 @@ def main() -> None:
     server.freeze_start_up()  # as `python app.py` does: no full collections over start-up's
     dashboard, demo = app.dashboard, app.demo
     job = dashboard.job
-    clients = Clients(app.url, args)
+    clients = Clients(app.url, args, os.getpid())
     server_gc = Collections()
+    pairs: list[tuple[dict | None, dict, tuple[float | None, int, float]]] = []
     try:
         assert clients.read() == "ready"
         idle = clients.round(args.idle_requests) if args.idle_requests else None
@@ -480,90 +508,178 @@ def main() -> None:
         base_from = job.snapshot().n_records - 1
         base_load = f"{os.getloadavg()[0]:.1f}"
         time.sleep(args.baseline_seconds)  # the measurement window itself
-        load_from = job.snapshot().n_records - 1
-        give_way = job._run.control.give_way  # the bench reads what the run paused
-        paused_before = give_way.paused if give_way else 0.0
-        gc_before = len(server_gc.pauses)
-        load = clients.round(args.requests)
-        load["server_gc"] = server_gc.since(gc_before)
         snap = job.snapshot()
-        paused = (give_way.paused if give_way else 0.0) - paused_before
+        batch = snap.config["batch_size"]
+        base_rate, base_steps, _ = training_during(snap.records[base_from:], batch)
+        gc_before = len(server_gc.pauses)
+        for _ in range(args.pairs):
+            bare_round = None
+            if bare_clients is not None:
+                job.pause()
+                time.sleep(PAUSE_SETTLE)  # the step in progress ends; then nothing trains
+                bare_round = bare_clients.round(args.requests)
+                job.resume()
+                seen = job.snapshot().n_records
+                while job.snapshot().n_records == seen:  # training again before the load
+                    assert not job.wait(0.05), job.snapshot().message
+            load_from = job.snapshot().n_records - 1
+            load = clients.round(args.requests)
+            snap = job.snapshot()
+            pairs.append((bare_round, load, training_during(snap.records[load_from:], batch)))
+            if snap.state != "running":
+                print(f"# the run ended ({snap.state}) after {len(pairs)} pair(s)", flush=True)
+                break
+        server_gc_line = server_gc.since(gc_before)
     finally:
         clients.close()
+        if bare_clients is not None:
+            bare_clients.close()
+            bare.close()
         job.stop()
         job.wait(60)
         demo.close()
-    batch = snap.config["batch_size"]
-    base_rate, base_steps = throughput(snap.records[base_from : load_from + 1], batch)
-    load_rate, load_steps = throughput(snap.records[load_from:], batch)
+    report(
+        args,
+        Measurements(
+            idle,
+            warm,
+            pairs,
+            base_rate,
+            base_steps,
+            base_load,
+            server_gc_line,
+            limits,
+            has_process,
+        ),
+    )
 
+
+@dataclass
+class Measurements:
+    """Everything one run of the bench measured, for the report."""
+
+    idle: dict | None  # the app's first calls, nothing training
+    warm: dict | None  # --warm-idle: a measured round, nothing training
+    pairs: list[tuple[dict | None, dict, tuple[float | None, int, float]]]  # bare, app, training
+    base_rate: float | None  # training alone, images a second
+    base_steps: int
+    base_load: str
+    server_gc: str
+    limits: Any
+    has_process: bool
+
+
+PAUSE_SETTLE = 1.0  # seconds for a paused run's last step to end before the bare app's round
+
+
+def training_during(records: list[dict], batch_size: int) -> tuple[float | None, int, float]:
+    """Training's images a second over `records`, its steps, and its seconds of training."""
+    from mnist_demo.records import of_kind
+
+    steps = of_kind(records, "step")
+    pairs = list(zip(steps, steps[1:], strict=False))
+    seconds = sum(b["train_seconds"] - a["train_seconds"] for a, b in pairs)
+    done = steps[-1]["step"] - steps[0]["step"] if steps else 0
+    return (done * batch_size / seconds if seconds > 0 else None), done, seconds
+
+
+def report(args: argparse.Namespace, run: Measurements) -> None:
+    """The table, where the CPU went, and the ratio against issue 15's target."""
+    from mnist_demo import job as job_module
+
+    pairs, idle, warm = run.pairs, run.idle, run.warm
+    base_rate, base_steps, base_load = run.base_rate, run.base_steps, run.base_load
+    expected = args.clients * args.requests
     print(
         "\n| round | done | errors | read right | p50 ms | p95 ms | max ms | req/s "
         "| training img/s (steps) | load avg |"
     )
     print("|---" * 10 + "|")
-    idle_expected, idle_errors = args.clients * args.idle_requests, []
-    bare_ms, bare_errors = [], []
-    if bare:
-        bare_name = f"bare Gradio app, {args.clients} x {args.requests}"
-        bare_line, bare_ms, bare_errors = row(bare_name, bare, args.clients * args.requests, "–")
-        print(bare_line)
+    idle_errors: list[str] = []
     if idle:
-        idle_line, _, idle_errors = row("idle, no training", idle, idle_expected, "–")
+        idle_line, _, idle_errors = row(
+            "idle, no training", idle, args.clients * args.idle_requests, "–"
+        )
         print(idle_line)
     warm_ms: list[float] = []
     if warm:
-        warm_name = f"warm, no training, {args.clients} x {args.requests}"
-        warm_line, warm_ms, _ = row(warm_name, warm, args.clients * args.requests, "–")
+        warm_line, warm_ms, _ = row(
+            f"warm, no training, {args.clients} x {args.requests}", warm, expected, "–"
+        )
         print(warm_line)
     alone = f"{base_rate:,.0f} ({base_steps})" if base_rate else "–"
     window = f"training alone, {args.baseline_seconds:.0f} s"
     print(f"| {window} | – | – | – | – | – | – | – | {alone} | {base_load} |")
-    train = f"{load_rate:,.0f} ({load_steps})" if load_rate else f"– ({load_steps})"
-    name = f"{args.clients} x {args.requests} while training"
-    load_line, ms, errors = row(name, load, args.clients * args.requests, train)
-    print(load_line)
+    bare_all: list[dict] = []
+    load_all: list[dict] = []
+    errors: list[str] = []
+    bare_errors: list[str] = []
+    images = seconds = 0.0
+    steps = 0
+    for n, (bare, load, (rate, done, train_seconds)) in enumerate(pairs, 1):
+        if bare:
+            line, _, found = row(f"bare Gradio app, round {n}", bare, expected, "–")
+            print(line)
+            bare_all += bare["results"]
+            bare_errors += found
+        train = f"{rate:,.0f} ({done})" if rate else f"– ({done})"
+        line, _, found = row(f"this app while training, round {n}", load, expected, train)
+        print(line)
+        load_all += load["results"]
+        errors += found
+        images, seconds, steps = (
+            images + (rate or 0) * train_seconds,
+            seconds + train_seconds,
+            steps + done,
+        )
+    load_rate = images / seconds if seconds else None
     print()
-    rounds = (("bare", bare), ("idle", idle), ("warm, no training", warm), ("while training", load))
-    for name, measured in rounds:
+    for n, (bare, load, _) in enumerate(pairs, 1):
+        for name, measured in ((f"bare, round {n}", bare), (f"while training, round {n}", load)):
+            if measured and measured.get("cpu"):
+                print(cpu_line(name, measured))
+    for name, measured in (("idle", idle), ("warm, no training", warm)):
         if measured and measured.get("cpu"):
             print(cpu_line(name, measured))
     for name, found in (("idle", idle_errors), ("while training", errors)):
         for error in sorted(set(found))[:5]:
             print(f"- {name}: error x{found.count(error)}: {error}")
-    complete = len(load["results"]) == args.clients * args.requests
-    in_thread = args.training_thread or not has_process
+    complete = len(load_all) == expected * len(pairs)
+    in_thread = args.training_thread or not run.has_process
     nice = getattr(job_module, "TRAINING_NICENESS" if in_thread else "PROCESS_NICENESS")
+    limits = run.limits
     print(
         f"\ntargets: zero errors {'yes' if complete and not errors else 'NO'}; "
         f"training in {'a thread' if in_thread else 'a process'}; give way "
         f"{'off' if args.no_give_way else f'on ({limits.give_way_share:.0%} floor)'}, "
-        f"training at nice {nice}; "
-        f"training progressing {'yes' if load_steps > 0 else 'NO'} "
-        f"(job {snap.state} when the load ended); "
-        + (
-            "the training process's own pauses are not counted here"
-            if not in_thread
-            else f"it paused {paused:.1f} s of the {load['seconds']:.1f} s under load"
-        )
+        f"training at nice {nice}; training progressing {'yes' if steps > 0 else 'NO'} "
+        f"({len(pairs)} round(s) of each app, alternating; training paused for the bare app's)"
     )
-    for name, measured in (("bare", bare), ("while training", load)):
-        if measured:  # where the slowest 5% fell: in bursts, or spread over the round
-            print(f"slowest 5%, {name}: {tail_starts(measured['results'])}")
-    print(
-        f"garbage collections while training: server {load['server_gc']}; clients "
-        f"{load.get('client_gc')}"
-    )
+    for n, (bare, load, _) in enumerate(pairs, 1):
+        for name, measured in ((f"bare, round {n}", bare), (f"while training, round {n}", load)):
+            if measured:  # where the slowest 5% fell: in bursts, or spread over the round
+                print(f"slowest 5%, {name}: {tail_starts(measured['results'])}")
+    clients_gc = "; ".join(str(load.get("client_gc")) for _, load, _ in pairs)
+    print(f"garbage collections while training: server {run.server_gc}; clients {clients_gc}")
+    bare_ms = [r["ms"] for r in bare_all if r["error"] is None]
+    ms = [r["ms"] for r in load_all if r["error"] is None]
     if bare_ms and warm_ms:
         own = percentile(warm_ms, 0.95) / percentile(bare_ms, 0.95)
         print(f"ratio with nothing training: p95 / bare Gradio p95 = {own:.2f}")
     if bare_ms and ms:
+        each = [
+            percentile([r["ms"] for r in load["results"] if r["error"] is None], 0.95)
+            / percentile([r["ms"] for r in bare["results"] if r["error"] is None], 0.95)
+            for bare, load, _ in pairs
+        ]
         ratio = percentile(ms, 0.95) / percentile(bare_ms, 0.95)
         kept = load_rate / base_rate if load_rate and base_rate else 0.0
         print(
-            f"ratio: p95 while training / bare Gradio p95 = {ratio:.2f} "
-            f"({'<=' if ratio <= 1.25 else '>'} 1.25); training kept {kept:.0%} of its speed "
-            f"alone ({'>=' if kept >= 0.25 else '<'} 25%); bare errors {len(bare_errors)}"
+            f"ratio of each round: {', '.join(f'{r:.2f}' for r in each)}\n"
+            f"ratio: p95 while training / bare Gradio p95 = {ratio:.2f} over {len(pairs)} "
+            f"round(s) of each ({percentile(ms, 0.95):.0f} / {percentile(bare_ms, 0.95):.0f} "
+            f"ms; {'<=' if ratio <= 1.25 else '>'} 1.25); training kept {kept:.0%} of its "
+            f"speed alone ({'>=' if kept >= 0.25 else '<'} 25%); bare errors {len(bare_errors)}"
         )
 
 
