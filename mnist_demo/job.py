@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from .records import (
     latest,
     run_label,
 )
-from .runfiles import RunFiles
+from .runfiles import RunFiles, figure_due
 from .train_process import EXIT_SECONDS, ServedCounter, TrainingProcess
 from .training import (
     MAX_EPOCHS,
@@ -350,7 +351,13 @@ class TrainingJob:
         config, files = run.config, run.files
         try:
             # train() builds the model after seeding, so a run repeats the CLI's numbers.
-            trainer = train if self.served is None else self._take_process().train
+            trainer = train
+            if self.served is not None:  # the child draws each epoch's figure, off our GIL
+                trainer = partial(
+                    self._take_process().train,
+                    figures=files,
+                    on_figure=lambda path, epochs: self._set_figure(run, path, epochs),
+                )
             result = trainer(
                 config,
                 control=run.control,
@@ -476,7 +483,9 @@ class TrainingJob:
         draw_figure = False
         if is_kind(record, "epoch"):
             self._publish(run, model, run_label(run_id, epochs_done(record)))
-            draw_figure = not _last_epoch(record, run)  # the last one: the export draws it
+            # (a training process draws its figures itself: _train's on_figure)
+            in_thread = self.served is None
+            draw_figure = in_thread and figure_due(record, run.records, run.control.stopped)
         elif is_kind(record, "step") and (
             run.last_publish is None or now - run.last_publish >= self.limits.publish_interval
         ):
@@ -507,10 +516,13 @@ class TrainingJob:
         """
         with self._lock:
             records = list(run.records)
-        path = run.files.draw_figure(records)
+        self._set_figure(run, run.files.draw_figure(records), count(records, "epoch"))
+
+    def _set_figure(self, run: _Run, path: Path | None, epochs: int) -> None:
+        """Show the figure drawn of a run's first `epochs` epochs (None: it could not be)."""
         if path is not None:
             with self._lock:
-                run.figure, run.figure_epochs = path, count(records, "epoch")
+                run.figure, run.figure_epochs = path, epochs
 
     def _on_evaluation(
         self, record: EpochRecord, evaluation: Evaluation, run: _Run, run_id: int
@@ -529,13 +541,6 @@ class TrainingJob:
                 source,
                 deskew=run.config.deskew,
             )
-
-
-def _last_epoch(record: EpochRecord, run: _Run) -> bool:
-    """Is this the run's last epoch record (its planned end, or a stop)?"""
-    start = first(run.records, "start")
-    planned = start is not None and record["step"] >= start["total_steps"]
-    return planned or run.control.stopped  # records come only from a run's train()
 
 
 def _yield_to_requests() -> None:

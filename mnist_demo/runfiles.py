@@ -18,10 +18,20 @@ import numpy as np
 
 from . import charts, checkpoints
 from .history import records_csv
-from .records import Record
+from .records import Record, first, is_kind
 from .training import TrainResult, save_result
 
 log = logging.getLogger(__name__)
+
+
+def figure_due(record: Record, records: Sequence[Record], stopped: bool) -> bool:
+    """Is `record` an epoch whose figure is drawn now? Every epoch's but the run's last (its
+    planned end, or a stop): the export draws that one. `records`: the run's so far."""
+    if not is_kind(record, "epoch"):
+        return False
+    start = first(records, "start")
+    planned_end = start is not None and record["step"] >= start["total_steps"]
+    return not (planned_end or stopped)
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from . import charts
 from .checkpoints import cpu_state_dict
 from .limits import GiveWay
 from .models import build_model
-from .records import Record, is_kind
+from .records import Record, count, is_kind
+from .runfiles import RunFiles, figure_due
 from .training import Control, Evaluation, TrainConfig, TrainResult, train, warm_up
 
 log = logging.getLogger(__name__)
@@ -66,9 +69,9 @@ class ServedCounter:
 
 class _Busy:
     """The parent's served count, read in the child: busy for `quiet` seconds once requests
-    come at `rate` a second or more (measured over half-second windows). As `Control.cores`,
-    one core while busy, else all; as limits.GiveWay's in-flight count, 1 while busy (and its
-    wait simply sleeps).
+    come at `rate` a second or more (over half-second windows, from the request that reaches
+    a window's count, even before the window ends). As `Control.cores`, one core while busy,
+    else all; as limits.GiveWay's in-flight count, 1 while busy (and its wait simply sleeps).
 
     A rate, not any request: a Draw tab holding a drawing re-reads it each time a run
     publishes weights (twice a second), and every such read made the run train on one core
@@ -97,12 +100,16 @@ class _Busy:
 
     @property
     def count(self) -> int:
-        now = self.clock()
-        if now - self.since >= self.WINDOW:
-            count = self.served.value
-            if count - self.seen >= self.rate * (now - self.since):
-                self.until = now + self.quiet
-            self.since, self.seen = now, count
+        now, served = self.clock(), self.served.value
+        elapsed = now - self.since
+        # Busy as soon as a window's count is reached, not at the window's end: a burst of
+        # visitors met a run on all cores for up to half a second (the load test's slowest
+        # calls came at its rounds' starts)
+        if served - self.seen >= self.rate * max(elapsed, self.WINDOW):
+            self.until = now + self.quiet
+            self.since, self.seen = now, served
+        elif elapsed >= self.WINDOW:
+            self.since, self.seen = now, served
         return int(self.until is not None and now < self.until)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -126,8 +133,9 @@ def _child(
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
     warm_up()  # MNIST read before the run is asked for
+    charts.prepare_figure()
     try:
-        config, test_first = pickle.loads(commands.recv_bytes())
+        config, test_first, figures = pickle.loads(commands.recv_bytes())
     except EOFError:  # the parent closed (or died) without a run: nothing to do
         return
 
@@ -135,6 +143,7 @@ def _child(
         conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
     last_weights: float | None = None
+    records: list[Record] = []
 
     def on_record(record: Record, model: nn.Module) -> None:
         nonlocal last_weights
@@ -144,6 +153,10 @@ def _child(
         if is_kind(record, "epoch") or (is_kind(record, "step") and due):
             weights, last_weights = cpu_state_dict(model), now
         send(("record", record, weights))
+        draw = figures is not None and figure_due(record, records, control.stopped)
+        records.append(record)
+        if draw:  # after the record is sent: the figure must not delay the accuracy shown
+            send(("figure", figures.draw_figure(records), count(records, "epoch")))
 
     def on_evaluation(record: Record, evaluation: Evaluation) -> None:
         send(("evaluation", record, evaluation))
@@ -200,18 +213,23 @@ class TrainingProcess:
         on_record: Callable[[Record, nn.Module], None],
         on_evaluation: Callable[[Record, Evaluation], None] | None = None,
         test_first: bool = False,
+        figures: RunFiles | None = None,
+        on_figure: Callable[[Path | None, int], None] | None = None,
     ) -> TrainResult:
         """`train(config, ...)` in the child, with the same callbacks and result.
 
         `on_record(record, model)` gets a model holding the child's latest weights (sent
         with each epoch's record and with step records `publish_interval` seconds apart).
-        `control`'s pause and stop reach the child within POLL_SECONDS. Raises
+        `control`'s pause and stop reach the child within POLL_SECONDS. With `figures`, the
+        child draws the tutorial's figure there after each epoch but the last
+        (runfiles.figure_due) and `on_figure(path or None, epochs drawn)` follows: matplotlib
+        holds a GIL ~140 ms a figure, which the server's requests need. Raises
         TrainingProcessError if the child fails or dies. Call once.
         """
         with torch.random.fork_rng(devices=[]):  # the weights come from the child
             model = build_model(config.model)
         try:
-            self._commands.send_bytes(pickle.dumps((config, test_first)))
+            self._commands.send_bytes(pickle.dumps((config, test_first, figures)))
             heard = time.monotonic()
             while True:
                 self._pass_on(control)
@@ -238,6 +256,8 @@ class TrainingProcess:
                     on_record(record, model)
                 elif kind == "evaluation" and on_evaluation is not None:
                     on_evaluation(message[1], message[2])
+                elif kind == "figure" and on_figure is not None:
+                    on_figure(message[1], message[2])
                 elif kind == "result":
                     _, rest, weights = message
                     model.load_state_dict(weights)

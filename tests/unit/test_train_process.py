@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_demo import training
+from mnist_demo import charts, training
 from mnist_demo.job import State, TrainingJob
 from mnist_demo.predict import shipped_predictor
-from mnist_demo.records import is_kind
+from mnist_demo.records import count, is_kind
 from mnist_demo.train_process import (
     ServedCounter,
     TrainingProcess,
@@ -121,6 +121,19 @@ def test_the_child_trains_on_one_core_while_requests_come_fast():
     assert busy() == 4
 
 
+def test_a_burst_of_requests_makes_the_child_yield_before_its_window_ends():
+    served, now = ServedCounter(), [100.0]
+    busy = _Busy(served.value, cores=2, quiet=1.0, rate=5.0, clock=lambda: now[0])
+    assert busy() == 2
+    now[0] += 0.1
+    served.tick()
+    served.tick()
+    assert busy() == 2  # two in a window: a Draw tab may do that
+    served.tick()  # a half-second window's 2.5 passed 0.1 s into it
+    now[0] += 0.01
+    assert busy() == 1
+
+
 def test_the_loop_asks_before_every_cpu_step_how_many_cores_it_may_use(make_config, monkeypatch):
     seen = []
     real = training._Step.__call__
@@ -183,6 +196,41 @@ def test_a_job_that_trains_in_a_process_saves_adopts_and_readies_the_next(
     job.close()
     following.reaper.join(30)
     assert job._next_process is None and following._child.exitcode == 0
+
+
+def test_each_epochs_figure_is_drawn_in_the_child_not_the_server(
+    tmp_path: Path, make_config, monkeypatch
+):
+    """matplotlib holds its process's GIL ~140 ms a figure: drawn in the server's process,
+    every request in flight waited. The child draws each epoch's figure but the last, which
+    the run's export draws here, once."""
+    drawn_here: list[int] = []  # the epochs of each figure this process draws
+    figure_png = charts.figure_png
+
+    def watched(records):
+        drawn_here.append(count(records, "epoch"))
+        return figure_png(records)
+
+    monkeypatch.setattr(charts, "figure_png", watched)  # the child imports its own
+    job = TrainingJob(shipped_predictor(), runs_dir=tmp_path, process=True)
+    shown: list[tuple[Path | None, int]] = []
+    set_figure = job._set_figure
+
+    def watched_set(run, path, epochs):
+        shown.append((path, epochs))
+        set_figure(run, path, epochs)
+
+    monkeypatch.setattr(job, "_set_figure", watched_set)
+    # 10,000 images in batches of 2,048: two epochs of 5 steps
+    started, _ = job.start(make_config(epochs=2, batch_size=2048, holdout=50_000, log_every=1))
+    assert started and job.wait(120)
+    snap = job.snapshot()
+    job.close()
+    assert snap.state == State.FINISHED.value, snap.message
+    assert shown == [(tmp_path / "run-1-tutorial.png", 1)]  # epoch 1's, from the child
+    assert drawn_here == [2]  # the export's, of both epochs
+    assert snap.figure_epochs == 2 and snap.figure == snap.exports["png"]
+    assert Path(snap.figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_child_that_stays_silent_after_a_stop_is_given_up_on(make_config, monkeypatch):
