@@ -200,7 +200,8 @@ def run_round(args, connected: list, folder: Path, number: int, requests: int) -
     end = cpu_seconds(server)
     gc.enable()
     used = {k: v - cpu["start"][k] for k, v in end.items()} if "start" in cpu else None
-    return dict(seconds=time.perf_counter() - started, results=results, cpu=used)
+    seconds = time.perf_counter() - started
+    return dict(seconds=seconds, results=results, cpu=used, began=began[0])
 
 
 # --- the server, the run and the report (this process) ------------------------------------------
@@ -440,6 +441,9 @@ def main() -> None:
         help="measured rounds of each app, alternating bare / this app (training paused for "
         "the bare app's); the ratio is over all of them",
     )
+    parser.add_argument(
+        "--dump", default=None, help="write every round's calls (JSON) here, for a closer look"
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # the clients' URL
     parser.add_argument("--server-pid", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
@@ -538,6 +542,11 @@ def main() -> None:
         job.stop()
         job.wait(60)
         demo.close()
+    if args.dump:  # every call: when it started (s into its round) and how long it took
+        rounds = {"idle": idle, "warm": warm, "pairs": [p[:2] for p in pairs]}
+        rounds["records"] = [r for r in job.snapshot().records if r.get("kind") != "start"]
+        rounds["run_started_at"] = getattr(job._run, "started_at", None)  # records' "wall" 0
+        Path(args.dump).write_text(json.dumps(rounds, default=str))
     report(
         args,
         Measurements(
