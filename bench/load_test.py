@@ -13,6 +13,7 @@ HTTP (upload, queue, result), which leaves out the client library's own CPU time
     python bench/load_test.py --quick      # the same in ~1 minute (6 clients x 8)
     python bench/load_test.py --http       # the server's share alone
     python bench/load_test.py --warm-idle  # also this app warm with nothing training
+    python bench/load_test.py --cache-files 75000  # an upload cache an hour of visitors left
     python bench/load_test.py --training-thread  # train in the server's thread (A/B)
     python bench/load_test.py --no-give-way  # a training thread does not pause for requests
 
@@ -30,10 +31,12 @@ lasts ~6 s and its p95 turns on a few bursts: single rounds gave 0.90-1.51 for o
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import json
 import os
 import queue
+import shutil
 import statistics
 import subprocess
 import sys
@@ -447,6 +450,12 @@ def main() -> None:
         "the bare app's); the ratio is over all of them",
     )
     parser.add_argument(
+        "--cache-files",
+        type=int,
+        default=0,
+        help="uploads already in the (new) upload cache, as an hour of visitors leaves them",
+    )
+    parser.add_argument(
         "--dump", default=None, help="write every round's calls (JSON) here, for a closer look"
     )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # the clients' URL
@@ -462,6 +471,12 @@ def main() -> None:
         return worker(args)
     if args.bare_server:
         return serve_bare()
+    # Both apps' upload caches (read when gradio is imported): the machine's own /tmp/gradio
+    # held 75,000 uploads from earlier runs, which this app's cache meter walks
+    cache = Path(tempfile.mkdtemp(prefix="load-test-cache-"))
+    atexit.register(shutil.rmtree, cache, True)
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)
+    fill_cache(cache, args.cache_files)
 
     from _env import print_header
     from support import launch  # the same launcher the api and browser tests use
@@ -475,6 +490,7 @@ def main() -> None:
     print_header(device)
     kind = "plain-HTTP" if args.http else "gradio_client"
     print(f"# load: {args.clients} {kind} clients x {args.requests} {args.endpoint}, loopback only")
+    print(f"# upload cache: a new folder, {args.cache_files:,} uploads in it to begin with")
     bare = bare_clients = None
     if not args.no_bare:
         bare = BareApp()
@@ -583,6 +599,14 @@ class Measurements:
     server_gc: str
     limits: Any
     has_process: bool
+
+
+def fill_cache(cache: Path, files: int) -> None:
+    """`files` uploads of 300 bytes, each in a folder of its own as Gradio stores them."""
+    for n in range(files):
+        folder = cache / f"{n:040x}"
+        folder.mkdir()
+        (folder / "image.png").write_bytes(bytes(300))
 
 
 PAUSE_SETTLE = 1.0  # seconds for a paused run's last step to end before the bare app's round
