@@ -8,9 +8,8 @@ value with HTTP 500 and no message. These guards sit around the app Gradio build
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -20,10 +19,13 @@ from typing import Any
 import gradio as gr
 from gradio.utils import _parse_file_size
 
+from . import folder_size
+
 log = logging.getLogger(__name__)
 
 UPLOAD_PATH = "/gradio_api/upload"
 MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing allowed on top of one file
+WALK_TIMEOUT = 300.0  # seconds: a walk of the upload cache taking longer is given up
 
 
 class BodyLimit:
@@ -107,6 +109,7 @@ class CacheMeter:
     The walk never runs in the event loop: done there once a second, a cache of 5,891 files
     (20,271 folders) held every request for 0.42-0.49 s each time, and the first of six
     drawings sent at once took 0.6 s instead of 0.17 (BENCHMARKS.md, thirteenth session).
+    Nor in the server's process (folder_size.measure): its Python shared the loop's GIL.
     Walks start `every` seconds apart and at least `spacing` times their own length, so a
     large cache costs at most 1/`spacing` of a core, and only while uploads come.
     """
@@ -152,7 +155,9 @@ class CacheMeter:
             admitted_before = self._admitted
         walked = None
         try:
-            walked = folder_bytes(self.folder)
+            walked = folder_size.measure(self.folder, WALK_TIMEOUT)
+        except (OSError, ValueError, subprocess.SubprocessError) as err:
+            log.warning("could not measure the upload cache: %s", err)
         finally:
             with self._changed:
                 if walked is not None:
@@ -163,29 +168,6 @@ class CacheMeter:
                 self._walking = False
                 self._next_walk = began + max(self.every, self.spacing * (time.monotonic() - began))
                 self._changed.notify_all()
-
-
-def folder_bytes(folder: Path) -> int:
-    """Bytes of the regular files under `folder` (0 if it does not exist).
-
-    os.scandir, not os.walk: the type comes with the directory entry, so only files cost a
-    stat call (0.23-0.27 s against 0.42-0.48 s for 5,891 files in 20,271 folders here).
-    """
-    total = 0
-    stack = [folder]
-    while stack:
-        try:
-            entries = os.scandir(stack.pop())
-        except OSError:  # deleted meanwhile, or not a folder
-            continue
-        with entries:
-            for entry in entries:
-                with contextlib.suppress(OSError):  # deleted meanwhile
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
-                    elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_size
-    return total
 
 
 def app_kwargs(settings: Any, cache_dir: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from support import TRAINING_ARGS, draw_digit_png, launch
 from test_abuse import OFF, Raw
 
-from mnist_demo import guards
+from mnist_demo import folder_size, guards
 from mnist_demo.settings import from_env
 
 pytestmark = [
@@ -190,12 +190,12 @@ def test_checking_the_upload_cache_never_waits_for_the_disk(tmp_path, monkeypatc
     ~6,000 files here) must happen beside it, and the uploads admitted meanwhile count."""
     walking, release = threading.Event(), threading.Event()
 
-    def slow_walk(folder):
+    def slow_walk(folder, timeout):
         walking.set()
         release.wait(BOUND)
         return 0
 
-    monkeypatch.setattr(guards, "folder_bytes", slow_walk)
+    monkeypatch.setattr(folder_size, "measure", slow_walk)
     meter = guards.CacheMeter(tmp_path, limit=1000)
     checked = threading.Thread(target=meter.full)
     checked.start()
@@ -231,7 +231,7 @@ def test_distinct_uploads_are_refused_with_507_once_the_cache_reaches_its_cap(tm
                 files = {"files": (f"f{i}.png", os.urandom(file_size), "image/png")}
                 response = http.post("gradio_api/upload", files=files)
                 statuses.append(response.status_code)
-                sizes.append(guards.folder_bytes(cache))
+                sizes.append(folder_size.folder_bytes(cache))
                 if response.status_code == 507:
                     assert "upload cache is full" in response.text
     finally:
