@@ -23,6 +23,7 @@ import os
 import pickle
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -179,7 +180,7 @@ def _child(
         send(("result", rest, cpu_state_dict(result.model)))
     except BaseException as err:  # whatever it was, the parent must hear it
         with contextlib.suppress(OSError):  # unless the parent has gone
-            send(("error", type(err).__name__, str(err)))
+            send(("error", type(err).__name__, str(err), traceback.format_exc()))
     finally:
         conn.close()
 
@@ -269,7 +270,8 @@ class TrainingProcess:
                     _, rest, weights = message
                     model.load_state_dict(weights)
                     return TrainResult(model=model.eval(), **rest)
-                elif kind == "error":
+                elif kind == "error":  # the child's traceback goes to the log, not the user
+                    log.error("the training process failed:\n%s", message[3])
                     raise TrainingProcessError(f"{message[1]}: {message[2]}")
         finally:
             self.close()

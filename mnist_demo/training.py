@@ -658,8 +658,11 @@ class _AdaptiveStep:
         if self.TRIAL <= at < 2 * self.TRIAL:
             return "replicas", True
         if at == 2 * self.TRIAL:  # both timed: keep the faster
-            medians = {mode: sorted(t)[len(t) // 2] for mode, t in self._times.items()}
-            self.current = min(medians, key=medians.get)
+            # (unless a pinned spell left a mode untimed: a training process pinned during a
+            # trial failed its run here with an IndexError; the next trial decides)
+            if all(self._times.values()):
+                medians = {mode: sorted(t)[len(t) // 2] for mode, t in self._times.items()}
+                self.current = min(medians, key=medians.get)
             self._times = {"threads": [], "replicas": []}
         return self.current, False
 

@@ -84,12 +84,14 @@ def test_stop_reaches_the_child_and_the_run_ends_stopped(make_config):
     assert 2 <= result.steps < 50  # the child saw the stop within a few steps of 234
 
 
-def test_a_failure_in_the_child_is_raised_here_with_its_message(short, tmp_path: Path):
+def test_a_failure_in_the_child_is_raised_here_with_its_message(short, tmp_path: Path, caplog):
     broken = training.TrainConfig(**{**short.__dict__, "data_dir": str(tmp_path / "none")})
     with pytest.raises(TrainingProcessError, match="Error"):
         TrainingProcess(ServedCounter()).train(
             broken, control=Control(), on_record=lambda r, m: None
         )
+    # where it failed, for whoever reads the server's log
+    assert "Traceback (most recent call last)" in caplog.text and "_child" in caplog.text
 
 
 def test_a_killed_child_is_an_error_not_a_hang(make_config):

@@ -509,6 +509,22 @@ def test_auto_parallel_keeps_the_faster_mode_and_checks_again():
     assert step.current == "threads"
 
 
+def test_a_step_pinned_through_a_trial_keeps_its_mode_until_the_next_trial():
+    """A training process pins the step while requests come (_limit_cores); pinned through
+    a trial's timed steps and let go at its decision, the step used to fail the run."""
+    threads, replicas = _Timed(0.0), _Timed(0.0)
+    step = training._AdaptiveStep(threads, replicas)
+    step.pinned = "threads"
+    for _ in range(step.WARMUP + 2 * step.TRIAL):  # the whole trial, pinned
+        step(None)
+    step.pinned = None
+    step(None)  # the decision, with neither mode timed
+    assert step.current == "threads"
+    for _ in range(step.EVERY):  # the next trial times both and decides
+        step(None)
+    assert replicas.calls == step.TRIAL
+
+
 # --- what the CUDA graph relies on, checked on the CPU ------------------------------------------
 # CI has no GPU, so the graphed step itself never runs here (tests/unit/test_cuda.py does, on a
 # GPU). These pin the two properties its capture depends on, with the very same _Step.
