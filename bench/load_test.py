@@ -429,11 +429,6 @@ def main() -> None:
         help="training's, thread or process (default: the app's)",
     )
     parser.add_argument(
-        "--no-idle-policy",
-        action="store_true",
-        help="the training process at its niceness alone, not under SCHED_IDLE (A/B)",
-    )
-    parser.add_argument(
         "--switch-interval",
         type=float,
         default=None,
@@ -502,8 +497,6 @@ def main() -> None:
         sys.setswitchinterval(args.switch_interval)
     if args.niceness is not None:  # read when a run (or the training process) starts
         job_module.TRAINING_NICENESS = job_module.PROCESS_NICENESS = args.niceness
-    if args.no_idle_policy:
-        job_module.PROCESS_IDLE_POLICY = False
     limits = JobLimits()
     if args.no_give_way or args.give_way_share is not None:
         limits = JobLimits(give_way_share=1.0 if args.no_give_way else args.give_way_share)
@@ -687,14 +680,12 @@ def report(args: argparse.Namespace, run: Measurements) -> None:
     complete = len(load_all) == expected * len(pairs)
     in_thread = args.training_thread or not run.has_process
     nice = getattr(job_module, "TRAINING_NICENESS" if in_thread else "PROCESS_NICENESS")
-    idle_policy = not in_thread and getattr(job_module, "PROCESS_IDLE_POLICY", False)
     limits = run.limits
     print(
         f"\ntargets: zero errors {'yes' if complete and not errors else 'NO'}; "
         f"training in {'a thread' if in_thread else 'a process'}; give way "
         f"{'off' if args.no_give_way else f'on ({limits.give_way_share:.0%} floor)'}, "
-        f"training at nice {nice}{' under SCHED_IDLE' if idle_policy else ''}; "
-        f"training progressing {'yes' if steps > 0 else 'NO'} "
+        f"training at nice {nice}; training progressing {'yes' if steps > 0 else 'NO'} "
         f"({len(pairs)} round(s) of each app, alternating; training paused for the bare app's)"
     )
     for n, (bare, load, _) in enumerate(pairs, 1):

@@ -68,11 +68,6 @@ TRAINING_NICENESS = 10  # 0 = as important as serving requests; 19 = only idle t
 # clients nice 19 measured p95 1.22-1.47x the bare app's, nice 10 1.61-1.72x, training at
 # ~30% of its speed either way (BENCHMARKS.md, fifteenth session)
 PROCESS_NICENESS = 19
-# ...and under Linux's SCHED_IDLE policy, which nice does not give: the kernel switches a
-# woken request in at once, where a nice-19 task may first run out its time slice. Under the
-# same load: p95 1.11-1.16x the bare app's against 1.20-1.33x at nice 19 alone, training at
-# 28-30% either way (BENCHMARKS.md, sixteenth session)
-PROCESS_IDLE_POLICY = True
 # percent: a run that tests below this (a diverged lr 10 run reads ~10%) is saved but never
 # becomes the Draw tab's model; the same floor draw_model applies after a restart
 ADOPT_ACCURACY = draw_model.GOOD_ACCURACY
@@ -189,10 +184,9 @@ class TrainingJob:
             if self._next_process is None and not self._closed:
                 self._next_process = TrainingProcess(
                     self.served,
-                    niceness=PROCESS_NICENESS,
-                    idle_policy=PROCESS_IDLE_POLICY,
-                    publish_interval=self.limits.publish_interval,
-                    give_way_share=self.limits.give_way_share,
+                    PROCESS_NICENESS,
+                    self.limits.publish_interval,
+                    self.limits.give_way_share,
                 )
 
     def _take_process(self) -> TrainingProcess:

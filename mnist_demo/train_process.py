@@ -127,15 +127,12 @@ def _child(
     events: tuple[Any, Any],
     served: Any,
     niceness: int,
-    idle_policy: bool,
     publish_interval: float,
     give_way_share: float,
 ) -> None:
     """The child's whole life: get ready, wait for one run, train it, report everything."""
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted
-        os.setpriority(os.PRIO_PROCESS, 0, niceness)  # (this thread; those it starts inherit)
-        if idle_policy:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
     warm_up()  # MNIST read before the run is asked for
     charts.prepare_figure()
     try:
@@ -193,20 +190,16 @@ class TrainingProcess:
         self,
         served: ServedCounter,
         niceness: int = 0,
-        idle_policy: bool = False,
         publish_interval: float = 0.5,
         give_way_share: float = 1.0,
     ) -> None:
-        """`niceness`, and with `idle_policy` Linux's SCHED_IDLE: the child trains only on
-        cores that nothing else wants (where the system allows it)."""
         context = mp.get_context("spawn")  # fork would copy the server's threads and locks
         commands, self._commands = context.Pipe(duplex=False)
         self._receiver, sender = context.Pipe(duplex=False)
         self._stop, self._running = context.Event(), context.Event()
         self._running.set()
         events = (self._stop, self._running)
-        args = (commands, sender, events, served.value, niceness, idle_policy)
-        args += (publish_interval, give_way_share)
+        args = (commands, sender, events, served.value, niceness, publish_interval, give_way_share)
         self._child = context.Process(target=_child, args=args, name="training", daemon=True)
         self._child.start()
         self.reaper: threading.Thread | None = None  # joins the child once closed

@@ -273,31 +273,6 @@ def test_a_training_process_that_cannot_start_fails_the_run_not_the_job(
     assert started and job.wait(30)
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")
-def test_the_child_trains_only_on_idle_cores(short):
-    """SCHED_IDLE and nice 19: a woken request is switched in at once (BENCHMARKS.md,
-    sixteenth session: p95 1.11-1.16x the bare app's against 1.20-1.33x at nice 19 alone)."""
-    process = TrainingProcess(ServedCounter(), niceness=19, idle_policy=True)
-    seen = set()
-
-    def on_record(record, model):  # the child is training: its set-up is done
-        pid = process._child.pid
-        seen.add((os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)))
-
-    process.train(short, control=Control(), on_record=on_record)
-    assert seen == {(os.SCHED_IDLE, 19)}
-
-
-def test_a_job_trains_in_a_process_on_idle_cores(tmp_path: Path, monkeypatch):
-    from mnist_demo import job as job_module
-
-    made = []
-    monkeypatch.setattr(job_module, "TrainingProcess", lambda *a, **kw: made.append(kw))
-    TrainingJob(shipped_predictor(), runs_dir=tmp_path, process=True).warm_up()
-    ((kwargs,),) = [made]
-    assert kwargs["idle_policy"] is True and kwargs["niceness"] == 19
-
-
 def test_a_closed_job_starts_no_training_process(tmp_path: Path):
     job = TrainingJob(shipped_predictor(), runs_dir=tmp_path, process=True)
     job.close()
