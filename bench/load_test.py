@@ -486,13 +486,13 @@ def main() -> None:
     kind = "plain-HTTP" if args.http else "gradio_client"
     print(f"# load: {args.clients} {kind} clients x {args.requests} {args.endpoint}, loopback only")
     print(f"# upload cache: a new folder, {args.cache_files:,} uploads in it to begin with")
-    bare = bare_clients = None
+    bare = bare_clients = bare_idle = None
     if not args.no_bare:
         bare = BareApp()
         bare_clients = Clients(bare.url, args, bare.process.pid)
         assert bare_clients.read() == "ready"
         if args.idle_requests:  # warm-up, as the app's idle round is
-            bare_clients.round(args.idle_requests)
+            bare_idle = bare_clients.round(args.idle_requests)
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     if args.niceness is not None:  # read when a run (or the training process) starts
@@ -566,6 +566,7 @@ def main() -> None:
     report(
         args,
         Measurements(
+            bare_idle,
             idle,
             warm,
             pairs,
@@ -583,7 +584,8 @@ def main() -> None:
 class Measurements:
     """Everything one run of the bench measured, for the report."""
 
-    idle: dict | None  # the app's first calls, nothing training
+    bare_idle: dict | None  # the bare app's first calls
+    idle: dict | None  # this app's first calls, nothing training
     warm: dict | None  # --warm-idle: a measured round, nothing training
     pairs: list[tuple[dict | None, dict, tuple[float | None, int, float]]]  # bare, app, training
     base_rate: float | None  # training alone, images a second
@@ -629,9 +631,12 @@ def report(args: argparse.Namespace, run: Measurements) -> None:
     )
     print("|---" * 10 + "|")
     idle_errors: list[str] = []
+    if run.bare_idle:  # a new session's first calls cost more, in any Gradio app
+        first = args.clients * args.idle_requests
+        print(row("bare Gradio app, first calls", run.bare_idle, first, "–")[0])
     if idle:
         idle_line, _, idle_errors = row(
-            "idle, no training", idle, args.clients * args.idle_requests, "–"
+            "this app, first calls, no training", idle, args.clients * args.idle_requests, "–"
         )
         print(idle_line)
     warm_ms: list[float] = []

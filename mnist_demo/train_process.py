@@ -11,7 +11,9 @@ The child runs the engine's own `train()`; this side gets its records, weights, 
 and result through a pipe, pickled with plain `pickle` (torch's multiprocessing pickler would
 share tensors through files the child owns). Pause and stop cross as multiprocessing events.
 While the parent answers requests (a shared counter moves) the child trains on one core,
-leaving the other to the server; otherwise on all of them.
+leaving the other to the server; otherwise on all of them. It also draws each epoch's figure
+(matplotlib holds its process's GIL ~140 ms a figure), so the server does none of the run's
+work but publishing the weights it is sent.
 """
 
 from __future__ import annotations
