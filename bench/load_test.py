@@ -134,6 +134,7 @@ def worker(args: argparse.Namespace) -> None:
     connected = [connect(args.worker) for _ in range(args.clients)]  # not timed
     collections = Collections()
     folder = Path(tempfile.mkdtemp(prefix="load-test-"))
+    atexit.register(shutil.rmtree, folder, True)
     print("ready", flush=True)
     for number, line in enumerate(sys.stdin):
         before = len(collections.pauses)
@@ -501,6 +502,7 @@ def main() -> None:
     if args.no_give_way or args.give_way_share is not None:
         limits = JobLimits(give_way_share=1.0 if args.no_give_way else args.give_way_share)
     runs = Path(tempfile.mkdtemp(prefix="load-test-runs-"))
+    atexit.register(shutil.rmtree, runs, True)
     from mnist_demo.settings import AppSettings
 
     # (an older tree, for A/B, has no training process: it trains in a thread)
