@@ -512,17 +512,17 @@ def test_auto_parallel_keeps_the_faster_mode_and_checks_again():
 def test_a_step_pinned_through_a_trial_keeps_its_mode_until_the_next_trial():
     """A training process pins the step while requests come (_limit_cores); pinned through
     a trial's timed steps and let go at its decision, the step used to fail the run."""
-    threads, replicas = _Timed(0.0), _Timed(0.0)
-    step = training._AdaptiveStep(threads, replicas)
+    slow_threads, fast_replicas = _Timed(0.002), _Timed(0.0)
+    step = training._AdaptiveStep(slow_threads, fast_replicas)
     step.pinned = "threads"
     for _ in range(step.WARMUP + 2 * step.TRIAL):  # the whole trial, pinned
         step(None)
     step.pinned = None
     step(None)  # the decision, with neither mode timed
-    assert step.current == "threads"
+    assert step.current == "threads" and fast_replicas.calls == 0
     for _ in range(step.EVERY):  # the next trial times both and decides
         step(None)
-    assert replicas.calls == step.TRIAL
+    assert step.current == "replicas"
 
 
 # --- what the CUDA graph relies on, checked on the CPU ------------------------------------------
