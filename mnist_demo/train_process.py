@@ -105,9 +105,8 @@ class _Busy:
     def count(self) -> int:
         now, served = self.clock(), self.served.value
         elapsed = now - self.since
-        # Busy as soon as a window's count is reached, not at the window's end: a burst of
-        # visitors met a run on all cores for up to half a second (the load test's slowest
-        # calls came at its rounds' starts)
+        # Busy as soon as a window's count is reached, not at the window's end: otherwise a
+        # burst of visitors meets a run on all cores for up to half a second
         if served - self.seen >= self.rate * max(elapsed, self.WINDOW):
             self.until = now + self.quiet
             self.since, self.seen = now, served
