@@ -2,9 +2,10 @@
 
 guards.CacheMeter measures Gradio's upload cache this way. Walked in a thread of the server,
 the walk is Python work on every entry that shares the server's GIL with its event loop: with
-75,000 cached uploads (0.26-0.58 s a walk alone) the load test's calls in flight during a walk
-took ~450 ms against ~240 ms before and after it (BENCHMARKS.md, sixteenth session). A child
-Python at the lowest priority costs the server ~20 ms of start-up, waited for off its GIL.
+75,000 cached uploads the load test's calls in flight during a walk took ~450 ms against ~240
+ms before and after it (`bench/load_test.py --cache-files 75000`; BENCHMARKS.md, sixteenth
+session). A child Python at the lowest priority costs the server a process start, waited for
+off its GIL.
 
 Run as a script (`python folder_size.py FOLDER`) it prints the bytes; it imports only the
 standard library, so it starts without the package.
